@@ -1,0 +1,468 @@
+//! `dockyard`: build, edit, copy and inspect container images without a daemon.
+
+mod progress;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use dockyard_image::tar::{LayerBuilder, LayerOptions};
+use dockyard_image::transport::{read_image, write_image, ReadOptions};
+use dockyard_image::{ConfigEdit, Error, Image, Location, Platform, Store};
+use serde_json::{json, Value};
+
+#[derive(Parser)]
+#[command(
+    name = "dockyard",
+    version,
+    about = "Build, edit, copy and inspect container images without a Docker daemon"
+)]
+struct Cli {
+    /// Log details to stderr (also: RUST_LOG=debug).
+    #[arg(long, short, global = true)]
+    verbose: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Copy an image between transports (docker-archive:, oci:, oci-archive:, store:).
+    Copy {
+        /// Source, e.g. docker-archive:in.tar, oci:DIR:tag, store:name:tag, scratch.
+        src: String,
+        /// Destination, e.g. docker-archive:out.tar:name:tag, oci:DIR:tag, oci-archive:out.tar.
+        dst: String,
+        /// Pick this platform from a multi-platform index (os/arch[/variant]).
+        #[arg(long)]
+        platform: Option<String>,
+    },
+    /// Edit an image's layers and config and write the result to DST.
+    Mutate(Box<MutateArgs>),
+    /// Show an image: digest, platform, layers, config.
+    Inspect {
+        src: String,
+        /// Print the manifest exactly as stored.
+        #[arg(long, conflicts_with_all = ["config", "json"])]
+        raw: bool,
+        /// Print the config exactly as stored.
+        #[arg(long, conflicts_with = "json")]
+        config: bool,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+        #[arg(long)]
+        platform: Option<String>,
+    },
+    /// Write the flattened root filesystem (whiteouts applied) into DIR.
+    Export {
+        src: String,
+        dir: PathBuf,
+        #[arg(long)]
+        platform: Option<String>,
+    },
+    /// The local image cache.
+    Cache {
+        #[command(subcommand)]
+        command: CacheCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum CacheCommand {
+    /// List images in the cache.
+    Ls {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove blobs no cached image uses.
+    Prune,
+    /// Forget an image name (its blobs go at the next prune).
+    Rm { name: String },
+    /// Print the cache directory.
+    Dir,
+}
+
+#[derive(Args)]
+struct MutateArgs {
+    /// Source image (or `scratch` for an empty one).
+    src: String,
+    /// Destination.
+    dst: String,
+    /// Set an environment variable, replacing one of the same name (repeatable).
+    #[arg(long, value_name = "KEY=VALUE")]
+    env: Vec<String>,
+    /// Entrypoint: a JSON array, or words split on spaces.
+    #[arg(long)]
+    entrypoint: Option<String>,
+    /// Default command: a JSON array, or words split on spaces.
+    #[arg(long)]
+    cmd: Option<String>,
+    #[arg(long)]
+    workdir: Option<String>,
+    #[arg(long)]
+    user: Option<String>,
+    /// Set a label (repeatable).
+    #[arg(long, value_name = "KEY=VALUE")]
+    label: Vec<String>,
+    /// Expose a port, e.g. 8080 or 53/udp (repeatable).
+    #[arg(long, value_name = "PORT[/PROTO]")]
+    expose: Vec<String>,
+    /// Add a host file or directory at a path in the image, as one new layer
+    /// (repeatable; all additions go into the same layer).
+    #[arg(long, value_name = "HOSTPATH:IMAGEPATH")]
+    add: Vec<String>,
+    /// Delete a path of the lower layers (an OCI whiteout in the new layer).
+    #[arg(long, value_name = "IMAGEPATH")]
+    delete: Vec<String>,
+    /// Remove the layer at index N (0 = base), or the top layer without N.
+    #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = "top")]
+    remove_layer: Vec<String>,
+    /// Set the platform in the config (os/arch[/variant]); for `scratch`, the platform to start from.
+    #[arg(long)]
+    platform: Option<String>,
+}
+
+/// An error with the exit code it deserves.
+struct Failure {
+    code: u8,
+    message: String,
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        Failure {
+            code: if e.is_user_error() { 1 } else { 2 },
+            message: e.to_string(),
+        }
+    }
+}
+
+fn usage(message: impl Into<String>) -> Failure {
+    Failure {
+        code: 1,
+        message: message.into(),
+    }
+}
+
+type CliResult<T = ()> = Result<T, Failure>;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = if cli.verbose { "debug" } else { "warn" };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| filter.into()),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("dockyard: error: {}", f.message);
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+fn parse_platform(p: &Option<String>) -> CliResult<Option<Platform>> {
+    p.as_deref()
+        .map(str::parse::<Platform>)
+        .transpose()
+        .map_err(Failure::from)
+}
+
+fn location(s: &str) -> CliResult<Location> {
+    s.parse::<Location>().map_err(Failure::from)
+}
+
+fn read(src: &str, platform: Option<Platform>) -> CliResult<Image> {
+    let opts = ReadOptions {
+        platform,
+        store_root: None,
+    };
+    Ok(read_image(&location(src)?, &opts)?)
+}
+
+fn run(cli: Cli) -> CliResult {
+    match cli.command {
+        Command::Copy { src, dst, platform } => {
+            let image = read(&src, parse_platform(&platform)?)?;
+            let dst = location(&dst)?;
+            let bar = progress::for_terminal();
+            let written = write_image(&image, &dst, None, bar.as_ref())?;
+            println!("{}", written.digest());
+            Ok(())
+        }
+        Command::Mutate(args) => mutate(*args),
+        Command::Inspect {
+            src,
+            raw,
+            config,
+            json,
+            platform,
+        } => {
+            let image = read(&src, parse_platform(&platform)?)?;
+            let mut out = std::io::stdout().lock();
+            let w = |out: &mut std::io::StdoutLock, b: &[u8]| {
+                out.write_all(b).and_then(|_| out.flush())
+            };
+            if raw {
+                return w(&mut out, image.manifest_raw()).map_err(|e| Failure {
+                    code: 2,
+                    message: e.to_string(),
+                });
+            }
+            if config {
+                return w(&mut out, image.config_raw()).map_err(|e| Failure {
+                    code: 2,
+                    message: e.to_string(),
+                });
+            }
+            let summary = summary(&src, &image);
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&summary).unwrap_or_default()
+                );
+            } else {
+                print_summary(&summary);
+            }
+            Ok(())
+        }
+        Command::Export { src, dir, platform } => {
+            let image = read(&src, parse_platform(&platform)?)?;
+            let bar = progress::for_terminal();
+            let n = dockyard_run::export_rootfs(&image, &dir, bar.as_ref())?;
+            eprintln!(
+                "exported {n} layers of {} into {}",
+                image.digest(),
+                dir.display()
+            );
+            Ok(())
+        }
+        Command::Cache { command } => cache(command),
+    }
+}
+
+fn parse_kv(s: &str, what: &str) -> CliResult<(String, String)> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(usage(format!("--{what} {s:?}: expected KEY=VALUE"))),
+    }
+}
+
+fn parse_words(s: &str, what: &str) -> CliResult<Vec<String>> {
+    if s.trim_start().starts_with('[') {
+        serde_json::from_str::<Vec<String>>(s)
+            .map_err(|e| usage(format!("--{what}: not a JSON list of strings: {e}")))
+    } else {
+        Ok(s.split_whitespace().map(str::to_string).collect())
+    }
+}
+
+fn mutate(args: MutateArgs) -> CliResult {
+    let platform = parse_platform(&args.platform)?;
+    let mut image = read(&args.src, platform.clone())?;
+    let dst = location(&args.dst)?;
+    for r in &args.remove_layer {
+        image = if r == "top" {
+            image.pop_layer()?
+        } else {
+            let i: usize = r
+                .parse()
+                .map_err(|_| usage(format!("--remove-layer {r:?}: expected a layer index")))?;
+            image.remove_layer(i)?
+        };
+    }
+    if !args.add.is_empty() || !args.delete.is_empty() {
+        let mut builder = LayerBuilder::new(LayerOptions::default());
+        let mut described = Vec::new();
+        for spec in &args.add {
+            let (host, dest) = spec
+                .rsplit_once(':')
+                .ok_or_else(|| usage(format!("--add {spec:?}: expected HOSTPATH:IMAGEPATH")))?;
+            builder.add_path(std::path::Path::new(host), dest)?;
+            described.push(format!(
+                "ADD {} {dest}",
+                std::path::Path::new(host)
+                    .file_name()
+                    .map(|n| n.to_string_lossy().to_string())
+                    .unwrap_or_default()
+            ));
+        }
+        for path in &args.delete {
+            builder.delete(path)?;
+            described.push(format!("DELETE {path}"));
+        }
+        let temp_dir = match &dst {
+            Location::DockerArchive { path, .. }
+            | Location::OciArchive { path, .. }
+            | Location::OciDir { path, .. } => path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(".")),
+            _ => std::env::temp_dir(),
+        };
+        if !temp_dir.is_dir() {
+            return Err(usage(format!(
+                "{}: output directory does not exist",
+                temp_dir.display()
+            )));
+        }
+        let layer = builder.build(&temp_dir)?;
+        image = image.append_layer(layer, &format!("dockyard mutate: {}", described.join("; ")));
+    }
+    let mut edits = Vec::new();
+    for e in &args.env {
+        let (k, v) = parse_kv(e, "env")?;
+        edits.push(ConfigEdit::Env(k, v));
+    }
+    if let Some(e) = &args.entrypoint {
+        edits.push(ConfigEdit::Entrypoint(parse_words(e, "entrypoint")?));
+    }
+    if let Some(c) = &args.cmd {
+        edits.push(ConfigEdit::Cmd(parse_words(c, "cmd")?));
+    }
+    if let Some(w) = &args.workdir {
+        edits.push(ConfigEdit::WorkingDir(w.clone()));
+    }
+    if let Some(u) = &args.user {
+        edits.push(ConfigEdit::User(u.clone()));
+    }
+    for l in &args.label {
+        let (k, v) = parse_kv(l, "label")?;
+        edits.push(ConfigEdit::Label(k, v));
+    }
+    for p in &args.expose {
+        edits.push(ConfigEdit::ExposedPort(p.clone()));
+    }
+    if !edits.is_empty() {
+        image = image.with_config_edits(&edits);
+    }
+    if let (Some(p), false) = (&platform, args.src == "scratch") {
+        image = image.with_platform(p);
+    }
+    let bar = progress::for_terminal();
+    let written = write_image(&image, &dst, None, bar.as_ref())?;
+    println!("{}", written.digest());
+    Ok(())
+}
+
+fn summary(src: &str, image: &Image) -> Value {
+    let config = image.config_json();
+    let c = config.get("config").cloned().unwrap_or(Value::Null);
+    let pick = |k: &str| c.get(k).cloned().unwrap_or(Value::Null);
+    json!({
+        "source": src,
+        "digest": image.digest().to_string(),
+        "mediaType": image.manifest_media_type(),
+        "platform": image.platform().to_string(),
+        "created": config.get("created").cloned().unwrap_or(Value::Null),
+        "configDigest": image.config_digest().to_string(),
+        "size": image.total_size(),
+        "layers": image.layers().iter().map(|l| json!({
+            "digest": l.digest().to_string(),
+            "diffId": l.diff_id().to_string(),
+            "size": l.size(),
+            "mediaType": l.media_type(),
+        })).collect::<Vec<_>>(),
+        "config": {
+            "Env": pick("Env"),
+            "Entrypoint": pick("Entrypoint"),
+            "Cmd": pick("Cmd"),
+            "WorkingDir": pick("WorkingDir"),
+            "User": pick("User"),
+            "Labels": pick("Labels"),
+            "ExposedPorts": pick("ExposedPorts"),
+        },
+    })
+}
+
+fn human_size(n: u64) -> String {
+    let units = ["B", "KB", "MB", "GB", "TB"];
+    let mut v = n as f64;
+    let mut i = 0;
+    while v >= 1000.0 && i < units.len() - 1 {
+        v /= 1000.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", units[i])
+    }
+}
+
+fn print_summary(s: &Value) {
+    let str_of = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".into(),
+        other => other.to_string(),
+    };
+    println!("Image:     {}", str_of(&s["source"]));
+    println!("Digest:    {}", str_of(&s["digest"]));
+    println!("MediaType: {}", str_of(&s["mediaType"]));
+    println!("Platform:  {}", str_of(&s["platform"]));
+    println!("Created:   {}", str_of(&s["created"]));
+    println!("Config:    {}", str_of(&s["configDigest"]));
+    println!("Size:      {}", human_size(s["size"].as_u64().unwrap_or(0)));
+    let layers = s["layers"].as_array().cloned().unwrap_or_default();
+    println!("Layers ({}, base first):", layers.len());
+    for (i, l) in layers.iter().enumerate() {
+        println!(
+            "  {i:>3}  {}  {:>10}  {}",
+            str_of(&l["digest"]),
+            human_size(l["size"].as_u64().unwrap_or(0)),
+            str_of(&l["mediaType"])
+        );
+    }
+    for k in [
+        "Env",
+        "Entrypoint",
+        "Cmd",
+        "WorkingDir",
+        "User",
+        "Labels",
+        "ExposedPorts",
+    ] {
+        let v = &s["config"][k];
+        if !v.is_null() {
+            println!("{:<11}{}", format!("{k}:"), str_of(v));
+        }
+    }
+}
+
+fn cache(command: CacheCommand) -> CliResult {
+    let store = Store::open_default()?;
+    match command {
+        CacheCommand::Ls { json } => {
+            let entries = store.list()?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&entries).unwrap_or_default()
+                );
+            } else if entries.is_empty() {
+                eprintln!("the cache at {} holds no images", store.root().display());
+            } else {
+                for e in entries {
+                    println!("{}  {}", e.digest, e.name);
+                }
+            }
+        }
+        CacheCommand::Prune => {
+            let (n, bytes) = store.prune()?;
+            println!("removed {n} unused blobs, {} freed", human_size(bytes));
+        }
+        CacheCommand::Rm { name } => {
+            if !store.remove_name(&name)? {
+                return Err(usage(format!("{name}: no such image in the cache")));
+            }
+        }
+        CacheCommand::Dir => println!("{}", store.root().display()),
+    }
+    Ok(())
+}

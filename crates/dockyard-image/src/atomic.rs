@@ -1,0 +1,73 @@
+//! Files that appear whole or not at all: written to a temp file in the
+//! destination directory, fsynced, then renamed over the final name.
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use tempfile::NamedTempFile;
+
+use crate::error::{IoContext, Result};
+
+pub struct AtomicFile {
+    temp: NamedTempFile,
+    dest: PathBuf,
+}
+
+impl AtomicFile {
+    /// Start writing `dest`; its directory must exist.
+    pub fn create(dest: &Path) -> Result<AtomicFile> {
+        let dir = match dest.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        let temp = tempfile::Builder::new()
+            .prefix(".dockyard-tmp-")
+            .tempfile_in(dir)
+            .at(dest)?;
+        Ok(AtomicFile {
+            temp,
+            dest: dest.to_path_buf(),
+        })
+    }
+    pub fn path(&self) -> &Path {
+        &self.dest
+    }
+    pub fn file(&mut self) -> &mut File {
+        self.temp.as_file_mut()
+    }
+    /// fsync and rename into place.
+    pub fn commit(self) -> Result<()> {
+        self.temp.as_file().sync_all().at(&self.dest)?;
+        self.temp
+            .persist(&self.dest)
+            .map_err(|e| e.error)
+            .at(&self.dest)?;
+        if let Some(dir) = self.dest.parent() {
+            // Make the rename itself durable; failure here is not worth an error.
+            let _ = File::open(if dir.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                dir
+            })
+            .and_then(|d| d.sync_all());
+        }
+        Ok(())
+    }
+}
+
+impl Write for AtomicFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.temp.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.temp.flush()
+    }
+}
+
+/// Write `bytes` to `dest` atomically.
+pub fn write_atomic(dest: &Path, bytes: &[u8]) -> Result<()> {
+    let mut f = AtomicFile::create(dest)?;
+    f.write_all(bytes).at(dest)?;
+    f.commit()
+}

@@ -1,0 +1,109 @@
+//! The one error type of the image crate. Every variant names the file,
+//! reference or digest it is about, so the CLI can print it as is.
+
+use std::path::PathBuf;
+
+use crate::digest::Digest;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid digest {input:?}: {reason}")]
+    InvalidDigest { input: String, reason: String },
+
+    #[error("invalid image reference {input:?}: {reason}")]
+    InvalidReference { input: String, reason: String },
+
+    #[error("digest mismatch for {what}: expected {expected}, got {actual}")]
+    DigestMismatch {
+        what: String,
+        expected: Digest,
+        actual: Digest,
+    },
+
+    #[error("size mismatch for {what}: expected {expected} bytes, got {actual}")]
+    SizeMismatch {
+        what: String,
+        expected: u64,
+        actual: u64,
+    },
+
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("{path}: not a valid image archive or layout: {reason}")]
+    InvalidArchive { path: PathBuf, reason: String },
+
+    #[error("{what}: malformed JSON: {source}")]
+    Json {
+        what: String,
+        #[source]
+        source: serde_json::Error,
+    },
+
+    #[error("{what}: {reason}")]
+    InvalidImage { what: String, reason: String },
+
+    #[error("{location}: no image named {wanted}; present: {}", format_present(.present))]
+    ImageNotFound {
+        location: String,
+        wanted: String,
+        present: Vec<String>,
+    },
+
+    #[error("{location} holds {} images; name one of: {}", .present.len(), format_present(.present))]
+    AmbiguousImage {
+        location: String,
+        present: Vec<String>,
+    },
+
+    #[error("unsupported media type {media_type} in {what}")]
+    UnsupportedMediaType { what: String, media_type: String },
+
+    #[error("layer index {index} is out of range: the image has {count} layers")]
+    LayerIndex { index: usize, count: usize },
+
+    #[error("{path}: unsafe path in layer: {reason}")]
+    UnsafePath { path: String, reason: String },
+
+    #[error("{0}")]
+    Usage(String),
+}
+
+fn format_present(present: &[String]) -> String {
+    if present.is_empty() {
+        "(none)".to_string()
+    } else {
+        present.join(", ")
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Attach a path to an `io::Error`.
+pub trait IoContext<T> {
+    fn at(self, path: impl Into<PathBuf>) -> Result<T>;
+}
+
+impl<T> IoContext<T> for std::io::Result<T> {
+    fn at(self, path: impl Into<PathBuf>) -> Result<T> {
+        self.map_err(|source| Error::Io {
+            path: path.into(),
+            source,
+        })
+    }
+}
+
+impl Error {
+    /// True when the error is the user's input (bad file, bad name, not found),
+    /// false for failures of this machine (disk, internal).
+    pub fn is_user_error(&self) -> bool {
+        !matches!(self, Error::Io { source, .. } if !matches!(source.kind(),
+            std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
+            | std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::InvalidData
+            | std::io::ErrorKind::AlreadyExists | std::io::ErrorKind::InvalidInput))
+    }
+}

@@ -1,0 +1,28 @@
+//! dockyard-image: the container image model, the local content store,
+//! docker archives and OCI layouts, and reproducible layer authoring.
+//! No network code lives here.
+
+pub mod atomic;
+pub mod compress;
+pub mod digest;
+pub mod error;
+pub mod image;
+pub mod layer;
+pub mod media;
+pub mod mutate;
+pub mod platform;
+pub mod progress;
+pub mod reference;
+pub mod store;
+pub mod tar;
+pub mod transport;
+
+pub use digest::Digest;
+pub use error::{Error, Result};
+pub use image::Image;
+pub use layer::{BlobSource, Layer};
+pub use mutate::ConfigEdit;
+pub use platform::Platform;
+pub use reference::Reference;
+pub use store::Store;
+pub use transport::Location;

@@ -1,0 +1,244 @@
+//! Edits. Each returns a new `Image`; `history` and `rootfs.diff_ids` stay
+//! consistent with the layers, and config fields not touched by the edit are
+//! kept as they were (including ones this code does not know).
+
+use serde_json::{json, Map, Value};
+
+use crate::error::{Error, Result};
+use crate::image::{rfc3339, source_date_epoch, Image};
+use crate::layer::Layer;
+use crate::platform::Platform;
+
+/// One change to the runtime config (`config.config`).
+#[derive(Clone, Debug, PartialEq)]
+pub enum ConfigEdit {
+    /// `KEY=VALUE`, replacing a variable of the same name.
+    Env(String, String),
+    Entrypoint(Vec<String>),
+    Cmd(Vec<String>),
+    WorkingDir(String),
+    User(String),
+    Label(String, String),
+    /// `80/tcp`, `53/udp`; a bare number means tcp.
+    ExposedPort(String),
+}
+
+fn history_created_by_layer(entry: &Value) -> bool {
+    !entry
+        .get("empty_layer")
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
+}
+
+impl Image {
+    fn parts(&self) -> (Value, Value, Vec<Layer>) {
+        (
+            self.manifest_json().clone(),
+            self.config_json().clone(),
+            self.layers().to_vec(),
+        )
+    }
+
+    /// Make `history` hold one non-empty entry per layer before an edit that
+    /// adds or removes one, so the two stay aligned afterwards.
+    fn aligned_history(config: &mut Value, layer_count: usize) -> &mut Vec<Value> {
+        if !config.get("history").map(Value::is_array).unwrap_or(false) {
+            config["history"] = json!([]);
+        }
+        let history = config["history"]
+            .as_array_mut()
+            .unwrap_or_else(|| unreachable!("set above"));
+        let have = history
+            .iter()
+            .filter(|h| history_created_by_layer(h))
+            .count();
+        for _ in have..layer_count {
+            history.push(json!({"created": rfc3339(source_date_epoch()), "created_by": "dockyard: layer without history"}));
+        }
+        history
+    }
+
+    fn diff_ids_mut(config: &mut Value) -> &mut Vec<Value> {
+        if !config.get("rootfs").map(Value::is_object).unwrap_or(false) {
+            config["rootfs"] = json!({"type": "layers"});
+        }
+        if !config["rootfs"]
+            .get("diff_ids")
+            .map(Value::is_array)
+            .unwrap_or(false)
+        {
+            config["rootfs"]["diff_ids"] = json!([]);
+        }
+        config["rootfs"]["diff_ids"]
+            .as_array_mut()
+            .unwrap_or_else(|| unreachable!("set above"))
+    }
+
+    /// Add `layer` on top. `created_by` goes into the history entry.
+    pub fn append_layer(&self, layer: Layer, created_by: &str) -> Image {
+        let (manifest, mut config, mut layers) = self.parts();
+        let n = layers.len();
+        Image::aligned_history(&mut config, n).push(json!({
+            "created": rfc3339(source_date_epoch()),
+            "created_by": created_by,
+        }));
+        Image::diff_ids_mut(&mut config).push(json!(layer.diff_id().to_string()));
+        // A new layer in a Docker-family image gets the Docker media type.
+        let layer = if crate::media::is_docker_manifest(self.manifest_media_type()) {
+            let mt = layer.compression().layer_media_type(true);
+            layer.with_media_type(mt)
+        } else {
+            layer
+        };
+        layers.push(layer);
+        Image::rebuild(manifest, config, layers)
+    }
+
+    /// Remove the layer at `index` (0 is the base).
+    pub fn remove_layer(&self, index: usize) -> Result<Image> {
+        let (manifest, mut config, mut layers) = self.parts();
+        if index >= layers.len() {
+            return Err(Error::LayerIndex {
+                index,
+                count: layers.len(),
+            });
+        }
+        let n = layers.len();
+        let history = Image::aligned_history(&mut config, n);
+        let mut seen = 0;
+        let mut at = None;
+        for (i, h) in history.iter().enumerate() {
+            if history_created_by_layer(h) {
+                if seen == index {
+                    at = Some(i);
+                    break;
+                }
+                seen += 1;
+            }
+        }
+        if let Some(i) = at {
+            history.remove(i);
+        }
+        let ids = Image::diff_ids_mut(&mut config);
+        if index < ids.len() {
+            ids.remove(index);
+        }
+        layers.remove(index);
+        Ok(Image::rebuild(manifest, config, layers))
+    }
+
+    /// Remove the top layer.
+    pub fn pop_layer(&self) -> Result<Image> {
+        match self.layers().len() {
+            0 => Err(Error::LayerIndex { index: 0, count: 0 }),
+            n => self.remove_layer(n - 1),
+        }
+    }
+
+    /// Apply runtime-config edits.
+    pub fn with_config_edits(&self, edits: &[ConfigEdit]) -> Image {
+        let (manifest, mut config, layers) = self.parts();
+        if !config.get("config").map(Value::is_object).unwrap_or(false) {
+            config["config"] = json!({});
+        }
+        let c = config["config"]
+            .as_object_mut()
+            .unwrap_or_else(|| unreachable!("set above"));
+        for edit in edits {
+            apply(c, edit);
+        }
+        Image::rebuild(manifest, config, layers)
+    }
+
+    /// Replace the whole config JSON (layers and diff_ids must still agree).
+    pub fn with_config(&self, config: Value) -> Result<Image> {
+        let ids = crate::image::config_diff_ids("new config", &config)?;
+        let same = ids.len() == self.layers().len()
+            && ids.iter().zip(self.layers()).all(|(d, l)| d == l.diff_id());
+        if !same {
+            return Err(Error::InvalidImage {
+                what: "new config".into(),
+                reason: "rootfs.diff_ids do not match the image's layers".into(),
+            });
+        }
+        let (manifest, _, layers) = self.parts();
+        Ok(Image::rebuild(manifest, config, layers))
+    }
+
+    pub fn with_platform(&self, platform: &Platform) -> Image {
+        let (manifest, mut config, layers) = self.parts();
+        config["os"] = json!(platform.os);
+        config["architecture"] = json!(platform.architecture);
+        match &platform.variant {
+            Some(v) => config["variant"] = json!(v),
+            None => {
+                if let Some(o) = config.as_object_mut() {
+                    o.remove("variant");
+                }
+            }
+        }
+        Image::rebuild(manifest, config, layers)
+    }
+
+    /// Same content with the `created` time set (reproducible builds).
+    pub fn with_created(&self, secs: u64) -> Image {
+        let (manifest, mut config, layers) = self.parts();
+        config["created"] = json!(rfc3339(secs));
+        Image::rebuild(manifest, config, layers)
+    }
+}
+
+fn apply(c: &mut Map<String, Value>, edit: &ConfigEdit) {
+    match edit {
+        ConfigEdit::Env(k, v) => {
+            let entry = format!("{k}={v}");
+            let env = c.entry("Env").or_insert_with(|| json!([]));
+            if !env.is_array() {
+                *env = json!([]);
+            }
+            let list = env
+                .as_array_mut()
+                .unwrap_or_else(|| unreachable!("set above"));
+            let prefix = format!("{k}=");
+            match list.iter_mut().find(|e| {
+                e.as_str()
+                    .map(|s| s.starts_with(&prefix) || s == k)
+                    .unwrap_or(false)
+            }) {
+                Some(slot) => *slot = json!(entry),
+                None => list.push(json!(entry)),
+            }
+        }
+        ConfigEdit::Entrypoint(v) => {
+            c.insert("Entrypoint".into(), json!(v));
+        }
+        ConfigEdit::Cmd(v) => {
+            c.insert("Cmd".into(), json!(v));
+        }
+        ConfigEdit::WorkingDir(d) => {
+            c.insert("WorkingDir".into(), json!(d));
+        }
+        ConfigEdit::User(u) => {
+            c.insert("User".into(), json!(u));
+        }
+        ConfigEdit::Label(k, v) => {
+            let labels = c.entry("Labels").or_insert_with(|| json!({}));
+            if !labels.is_object() {
+                *labels = json!({});
+            }
+            labels[k.as_str()] = json!(v);
+        }
+        ConfigEdit::ExposedPort(p) => {
+            let port = if p.contains('/') {
+                p.clone()
+            } else {
+                format!("{p}/tcp")
+            };
+            let ports = c.entry("ExposedPorts").or_insert_with(|| json!({}));
+            if !ports.is_object() {
+                *ports = json!({});
+            }
+            ports[port.as_str()] = json!({});
+        }
+    }
+}

@@ -1,0 +1,538 @@
+//! Docker archives. Read: legacy v1.0 (`repositories` + `<id>/json`), v1.2
+//! (`manifest.json`) and the combined tar of Docker ≥25. Write: the combined
+//! tar (an OCI layout plus `manifest.json` and `repositories`) and plain
+//! oci-archives.
+
+use std::collections::HashSet;
+use std::io::{self, BufWriter, Read, Write};
+use std::path::Path;
+
+use serde_json::{json, Map, Value};
+
+use super::layout::{self, manifest_descriptor, CONTAINERD_NAME, REF_NAME};
+use super::tar_index::TarIndex;
+use crate::atomic::AtomicFile;
+use crate::digest::{unwrap_io, Algorithm, Digest, HashingReader, HashingWriter};
+use crate::error::{Error, IoContext, Result};
+use crate::image::{config_diff_ids, parse_json, Image};
+use crate::layer::{BlobSource, Layer};
+use crate::media::{self, Compression};
+use crate::progress::{Progress, ProgressReader};
+use crate::reference::Reference;
+
+const JSON_LIMIT: u64 = 64 << 20;
+
+fn invalid(path: &Path, reason: impl Into<String>) -> Error {
+    Error::InvalidArchive {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+    }
+}
+
+/// A digest spelled in a member name: `blobs/sha256/<hex>`, `<hex>.json`,
+/// `<hex>/layer.tar`.
+fn digest_in_name(name: &str) -> Option<Digest> {
+    if let Some(hex) = name.strip_prefix("blobs/sha256/") {
+        return Digest::from_parts(Algorithm::Sha256, hex).ok();
+    }
+    let stem = name.strip_suffix(".json")?;
+    Digest::from_parts(Algorithm::Sha256, stem).ok()
+}
+
+/// Read one image from a docker archive.
+pub fn read_docker_archive(path: &Path, wanted: Option<&str>) -> Result<Image> {
+    let index = TarIndex::open(path)?;
+    if index.contains("manifest.json") {
+        read_v12(&index, wanted)
+    } else if index.contains("repositories") {
+        read_v10(&index, wanted)
+    } else if index.contains("index.json") {
+        layout::read_layout(&index, wanted, None)
+    } else {
+        Err(invalid(
+            path,
+            "no manifest.json, repositories or index.json: this tar is not an image archive",
+        ))
+    }
+}
+
+fn read_v12(index: &TarIndex, wanted: Option<&str>) -> Result<Image> {
+    let path = &index.path;
+    let manifest = parse_json(
+        &format!("{} manifest.json", path.display()),
+        &index.read("manifest.json", JSON_LIMIT)?,
+    )?;
+    let entries = manifest
+        .as_array()
+        .ok_or_else(|| invalid(path, "manifest.json is not a list"))?;
+    let tags_of = |e: &Value| -> Vec<String> {
+        e.get("RepoTags")
+            .and_then(Value::as_array)
+            .map(|t| {
+                t.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let present: Vec<String> = entries
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let tags = tags_of(e);
+            if tags.is_empty() {
+                format!("@{i} (untagged)")
+            } else {
+                tags.join(", ")
+            }
+        })
+        .collect();
+    let chosen: Vec<&Value> = match wanted {
+        None => entries.iter().collect(),
+        Some(w) => {
+            if let Some(i) = w.strip_prefix('@').and_then(|n| n.parse::<usize>().ok()) {
+                entries.get(i).into_iter().collect()
+            } else {
+                let r = w.parse::<Reference>().ok();
+                entries
+                    .iter()
+                    .filter(|e| {
+                        tags_of(e).iter().any(|t| {
+                            t == w || r.as_ref().map(|r| r.matches_str(t)).unwrap_or(false)
+                        })
+                    })
+                    .collect()
+            }
+        }
+    };
+    let entry = match (chosen.len(), wanted) {
+        (1, _) => chosen[0],
+        (0, Some(w)) => {
+            return Err(Error::ImageNotFound {
+                location: path.display().to_string(),
+                wanted: w.to_string(),
+                present,
+            })
+        }
+        (0, None) => return Err(invalid(path, "manifest.json lists no images")),
+        _ => {
+            return Err(Error::AmbiguousImage {
+                location: path.display().to_string(),
+                present,
+            })
+        }
+    };
+    let config_name = entry
+        .get("Config")
+        .and_then(Value::as_str)
+        .ok_or_else(|| invalid(path, "manifest.json entry has no Config"))?;
+    let config_raw = index.read(config_name, JSON_LIMIT)?;
+    let config_digest = Digest::sha256_of(&config_raw);
+    if let Some(expected) = digest_in_name(config_name) {
+        if expected != config_digest {
+            return Err(Error::DigestMismatch {
+                what: format!("config {config_name} in {}", path.display()),
+                expected,
+                actual: config_digest,
+            });
+        }
+    }
+    let config = parse_json(&format!("config {config_name}"), &config_raw)?;
+    let diff_ids = config_diff_ids(&format!("config {config_name}"), &config)?;
+    let layer_names: Vec<&str> = entry
+        .get("Layers")
+        .and_then(Value::as_array)
+        .ok_or_else(|| invalid(path, "manifest.json entry has no Layers"))?
+        .iter()
+        .map(|l| {
+            l.as_str()
+                .ok_or_else(|| invalid(path, "a Layers entry is not a string"))
+        })
+        .collect::<Result<_>>()?;
+    if layer_names.len() != diff_ids.len() {
+        return Err(invalid(
+            path,
+            format!(
+                "manifest.json lists {} layers but the config has {} diff_ids",
+                layer_names.len(),
+                diff_ids.len()
+            ),
+        ));
+    }
+    // Prefer the exact OCI manifest when the archive carries one (Docker ≥25).
+    if index.contains("index.json") {
+        if let Some(img) = matching_oci_manifest(index, &config_digest) {
+            return Ok(img);
+        }
+    }
+    let mut layers = Vec::new();
+    for (name, diff_id) in layer_names.iter().zip(diff_ids) {
+        layers.push(archive_layer(index, name, diff_id)?);
+    }
+    Image::from_config_and_layers(config_raw, layers, false)
+}
+
+/// The image of the archive's own OCI index whose config is `config_digest`.
+fn matching_oci_manifest(index: &TarIndex, config_digest: &Digest) -> Option<Image> {
+    let entries = layout::list_entries(index).ok()?;
+    for (_, desc) in entries {
+        let digest = desc.get("digest").and_then(Value::as_str)?.to_string();
+        let img = layout::read_layout(index, Some(&digest), None).ok()?;
+        if &img.config_digest() == config_digest {
+            return Some(img);
+        }
+    }
+    None
+}
+
+/// A layer member of a docker archive. Uncompressed tars are identified by
+/// their diff_id (verified when read); compressed ones are hashed here.
+fn archive_layer(index: &TarIndex, name: &str, diff_id: Digest) -> Result<Layer> {
+    let source = index.source(name)?;
+    let mut head = [0u8; 4];
+    let n = source.open_raw()?.read(&mut head).at(&index.path)?;
+    let compression = Compression::sniff(&head[..n]);
+    let digest = match compression {
+        Compression::None => {
+            if let Some(named) = digest_in_name(name).filter(|_| name.starts_with("blobs/")) {
+                if named != diff_id {
+                    return Err(Error::DigestMismatch {
+                        what: format!(
+                            "layer {name} in {} vs the config's diff_id",
+                            index.path.display()
+                        ),
+                        expected: diff_id,
+                        actual: named,
+                    });
+                }
+            }
+            diff_id.clone()
+        }
+        _ => {
+            let mut h = HashingReader::new(source.open_raw()?, Algorithm::Sha256);
+            io::copy(&mut h, &mut io::sink()).at(&index.path)?;
+            h.finish().0
+        }
+    };
+    Layer::new(
+        digest,
+        compression.layer_media_type(false).to_string(),
+        diff_id,
+        source,
+    )
+}
+
+fn read_v10(index: &TarIndex, wanted: Option<&str>) -> Result<Image> {
+    let path = &index.path;
+    let repos = parse_json("repositories", &index.read("repositories", JSON_LIMIT)?)?;
+    let mut tagged: Vec<(String, String)> = Vec::new();
+    for (repo, tags) in repos
+        .as_object()
+        .ok_or_else(|| invalid(path, "repositories is not an object"))?
+    {
+        for (tag, id) in tags.as_object().into_iter().flatten() {
+            if let Some(id) = id.as_str() {
+                tagged.push((format!("{repo}:{tag}"), id.to_string()));
+            }
+        }
+    }
+    let present: Vec<String> = tagged.iter().map(|(n, _)| n.clone()).collect();
+    let chosen: Vec<&(String, String)> = match wanted {
+        None => tagged.iter().collect(),
+        Some(w) => {
+            let r = w.parse::<Reference>().ok();
+            tagged
+                .iter()
+                .filter(|(n, _)| n == w || r.as_ref().map(|r| r.matches_str(n)).unwrap_or(false))
+                .collect()
+        }
+    };
+    let top = match (chosen.len(), wanted) {
+        (1, _) => chosen[0].1.clone(),
+        (0, Some(w)) => {
+            return Err(Error::ImageNotFound {
+                location: path.display().to_string(),
+                wanted: w.to_string(),
+                present,
+            })
+        }
+        (0, None) => return Err(invalid(path, "repositories names no image")),
+        _ => {
+            return Err(Error::AmbiguousImage {
+                location: path.display().to_string(),
+                present,
+            })
+        }
+    };
+    // Walk the parent chain from the top, then reverse: base first.
+    let mut chain = Vec::new();
+    let mut id = Some(top);
+    let mut seen = HashSet::new();
+    while let Some(current) = id {
+        if !seen.insert(current.clone()) {
+            return Err(invalid(
+                path,
+                format!("layer {current} is its own ancestor"),
+            ));
+        }
+        let json = parse_json(
+            &format!("{current}/json"),
+            &index.read(&format!("{current}/json"), JSON_LIMIT)?,
+        )?;
+        id = json
+            .get("parent")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        chain.push((current, json));
+    }
+    chain.reverse();
+    let mut layers = Vec::new();
+    let mut diff_ids = Vec::new();
+    let mut history = Vec::new();
+    for (id, json) in &chain {
+        let name = format!("{id}/layer.tar");
+        let source = index.source(&name)?;
+        // v1.0 archives record no diff_ids: hash the uncompressed tar.
+        let mut plain = crate::compress::decompress_sniffed(source.open_raw()?).at(path)?;
+        let mut h = HashingReader::new(&mut plain, Algorithm::Sha256);
+        io::copy(&mut h, &mut io::sink())
+            .map_err(|e| invalid(path, format!("layer {name}: {e}")))?;
+        let diff_id = h.finish().0;
+        layers.push(archive_layer(index, &name, diff_id.clone())?);
+        diff_ids.push(json!(diff_id.to_string()));
+        let mut h = Map::new();
+        if let Some(c) = json.get("created") {
+            h.insert("created".into(), c.clone());
+        }
+        if let Some(cmd) = json
+            .pointer("/container_config/Cmd")
+            .and_then(Value::as_array)
+        {
+            let parts: Vec<&str> = cmd.iter().filter_map(Value::as_str).collect();
+            h.insert("created_by".into(), json!(parts.join(" ")));
+        }
+        for k in ["author", "comment"] {
+            if let Some(v) = json.get(k) {
+                h.insert(k.into(), v.clone());
+            }
+        }
+        history.push(Value::Object(h));
+    }
+    let (_, top_json) = chain.last().ok_or_else(|| invalid(path, "no layers"))?;
+    let mut config = top_json.clone();
+    if let Some(o) = config.as_object_mut() {
+        for k in ["id", "parent", "Size", "layer_id", "checksum", "parent_id"] {
+            o.remove(k);
+        }
+        o.insert(
+            "rootfs".into(),
+            json!({"type": "layers", "diff_ids": diff_ids}),
+        );
+        o.insert("history".into(), Value::Array(history));
+    }
+    let config_raw =
+        serde_json::to_vec(&config).unwrap_or_else(|_| unreachable!("a Value always serialises"));
+    Image::from_config_and_layers(config_raw, layers, false)
+}
+
+/// What goes into a written image tar besides the OCI layout.
+pub struct ImageTarOptions<'a> {
+    /// Add `manifest.json` and `repositories` (a docker archive).
+    pub docker: bool,
+    pub reference: Option<&'a Reference>,
+    /// `org.opencontainers.image.ref.name` in index.json.
+    pub ref_name: Option<String>,
+}
+
+fn append_member<W: Write>(
+    tar: &mut tar::Builder<W>,
+    name: &str,
+    size: u64,
+    data: &mut dyn Read,
+) -> io::Result<()> {
+    let mut h = tar::Header::new_ustar();
+    h.set_size(size);
+    h.set_mode(0o644);
+    h.set_mtime(0);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_entry_type(tar::EntryType::Regular);
+    tar.append_data(&mut h, name, data)
+}
+
+fn decompress_to_temp(layer: &Layer, dir: &Path, progress: &dyn Progress) -> Result<Layer> {
+    let temp = tempfile::Builder::new()
+        .prefix(".dockyard-tmp-")
+        .tempfile_in(dir)
+        .at(dir)?;
+    let (file, temp_path) = temp.into_parts();
+    progress.start(
+        &format!("decompress {}", layer.digest().short()),
+        layer.size(),
+    );
+    let mut reader = layer.open_uncompressed()?;
+    let mut w = HashingWriter::new(BufWriter::with_capacity(1 << 20, file));
+    io::copy(&mut reader, &mut w).map_err(|e| unwrap_io(e, &layer.source().path()))?;
+    w.flush().at(&*temp_path)?;
+    progress.finish();
+    let source = BlobSource::temp_file(temp_path)?;
+    Layer::new(
+        layer.diff_id().clone(),
+        media::OCI_LAYER.to_string(),
+        layer.diff_id().clone(),
+        source,
+    )
+}
+
+/// Write `image` as a tar at `dest`: an OCI layout, plus the docker parts
+/// when asked. The file appears only when complete and verified.
+pub fn write_image_tar(
+    dest: &Path,
+    image: &Image,
+    opts: &ImageTarOptions,
+    progress: &dyn Progress,
+) -> Result<Image> {
+    let mut out = AtomicFile::create(dest)?;
+    let dir = match dest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => Path::new(".").to_path_buf(),
+    };
+    // Docker archives hold uncompressed layers.
+    let image = if opts.docker
+        && image
+            .layers()
+            .iter()
+            .any(|l| l.compression() != Compression::None)
+    {
+        let layers = image
+            .layers()
+            .iter()
+            .map(|l| match l.compression() {
+                Compression::None => Ok(l.clone()),
+                _ => decompress_to_temp(l, &dir, progress),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        image.with_layer_blobs(layers)?
+    } else {
+        image.clone()
+    };
+    {
+        let writer = BufWriter::with_capacity(1 << 20, out.file());
+        let mut tar = tar::Builder::new(writer);
+        let mut written = HashSet::new();
+        for layer in image.layers() {
+            if !written.insert(layer.digest().clone()) {
+                continue;
+            }
+            progress.start(&layer.digest().short(), layer.size());
+            let mut reader = ProgressReader {
+                inner: layer.open()?,
+                progress,
+            };
+            append_member(
+                &mut tar,
+                &blob_name(layer.digest()),
+                layer.size(),
+                &mut reader,
+            )
+            .map_err(|e| unwrap_io(e, &layer.source().path()))?;
+            progress.finish();
+        }
+        for bytes in [image.config_raw(), image.manifest_raw()] {
+            let d = Digest::sha256_of(bytes);
+            if written.insert(d.clone()) {
+                append_member(
+                    &mut tar,
+                    &blob_name(&d),
+                    bytes.len() as u64,
+                    &mut &bytes[..],
+                )
+                .at(dest)?;
+            }
+        }
+        let mut desc = manifest_descriptor(&image, opts.ref_name.as_deref());
+        if let Some(r) = opts.reference {
+            desc["annotations"][CONTAINERD_NAME] = json!(r.to_string());
+            if opts.ref_name.is_none() {
+                if let Some(t) = r.tag() {
+                    desc["annotations"][REF_NAME] = json!(t);
+                }
+            }
+        }
+        let index = json!({"schemaVersion": 2, "mediaType": media::OCI_INDEX, "manifests": [desc]});
+        let index = serde_json::to_vec(&index)
+            .unwrap_or_else(|_| unreachable!("a Value always serialises"));
+        append_member(&mut tar, "index.json", index.len() as u64, &mut &index[..]).at(dest)?;
+        let layout = br#"{"imageLayoutVersion":"1.0.0"}"#;
+        append_member(
+            &mut tar,
+            "oci-layout",
+            layout.len() as u64,
+            &mut &layout[..],
+        )
+        .at(dest)?;
+        if opts.docker {
+            let tags: Vec<String> = opts
+                .reference
+                .filter(|r| r.tag().is_some())
+                .map(|r| {
+                    vec![r
+                        .with_tag(r.tag().unwrap_or("latest"))
+                        .map(|r| r.familiar())
+                        .unwrap_or_default()]
+                })
+                .unwrap_or_default();
+            let manifest = json!([{
+                "Config": blob_name(&image.config_digest()),
+                "RepoTags": tags,
+                "Layers": image.layers().iter().map(|l| blob_name(l.digest())).collect::<Vec<_>>(),
+            }]);
+            let manifest = serde_json::to_vec(&manifest)
+                .unwrap_or_else(|_| unreachable!("a Value always serialises"));
+            append_member(
+                &mut tar,
+                "manifest.json",
+                manifest.len() as u64,
+                &mut &manifest[..],
+            )
+            .at(dest)?;
+            if let (Some(r), Some(top)) = (opts.reference, image.layers().last()) {
+                if let Some(tag) = r.tag() {
+                    let familiar = r.familiar();
+                    let repo = familiar
+                        .rsplit_once(':')
+                        .map(|(n, _)| n)
+                        .unwrap_or(&familiar);
+                    let repos = json!({ repo: { tag: top.diff_id().hex() } });
+                    let repos = serde_json::to_vec(&repos)
+                        .unwrap_or_else(|_| unreachable!("a Value always serialises"));
+                    append_member(
+                        &mut tar,
+                        "repositories",
+                        repos.len() as u64,
+                        &mut &repos[..],
+                    )
+                    .at(dest)?;
+                }
+            }
+        }
+        let mut writer = tar.into_inner().at(dest)?;
+        writer.flush().at(dest)?;
+    }
+    out.commit()?;
+    Ok(image)
+}
+
+fn blob_name(d: &Digest) -> String {
+    format!("blobs/{}/{}", d.algorithm().name(), d.hex())
+}
+
+/// Read an oci-archive tar.
+pub fn read_oci_archive(path: &Path, wanted: Option<&str>) -> Result<Image> {
+    let index = TarIndex::open(path)?;
+    if !index.contains("index.json") {
+        return Err(invalid(path, "no index.json: not an oci-archive"));
+    }
+    layout::read_layout(&index, wanted, None)
+}

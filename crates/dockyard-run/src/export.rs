@@ -1,0 +1,344 @@
+//! Flatten an image's layers into a directory, applying OCI whiteouts.
+//!
+//! Layer paths are untrusted: absolute paths, `..`, writing through a
+//! symlink, hardlinks that leave the root and device nodes are refused with
+//! an error naming the entry. The rootfs is built in a temporary directory
+//! beside the destination and renamed into place only when complete, so a
+//! refused image leaves nothing behind.
+
+use std::collections::HashSet;
+use std::ffi::OsStr;
+use std::fs::{self, OpenOptions};
+use std::io::{self, Read};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use dockyard_image::error::{Error, IoContext, Result};
+use dockyard_image::progress::Progress;
+use dockyard_image::Image;
+
+fn unsafe_path(path: &[u8], reason: impl Into<String>) -> Error {
+    Error::UnsafePath {
+        path: String::from_utf8_lossy(path).into_owned(),
+        reason: reason.into(),
+    }
+}
+
+/// Split an entry path into safe components (no root, no `..`).
+fn components(raw: &[u8]) -> Result<Vec<Vec<u8>>> {
+    if raw.starts_with(b"/") {
+        return Err(unsafe_path(raw, "absolute path"));
+    }
+    let mut out = Vec::new();
+    for c in raw.split(|&b| b == b'/') {
+        match c {
+            b"" | b"." => {}
+            b".." => return Err(unsafe_path(raw, "'..' leaves the root")),
+            c => out.push(c.to_vec()),
+        }
+    }
+    Ok(out)
+}
+
+struct Rootfs<'a> {
+    root: &'a Path,
+    /// Paths written by the current layer: whiteouts only hide lower layers.
+    this_layer: HashSet<Vec<u8>>,
+    dir_modes: Vec<(PathBuf, u32)>,
+    is_root: bool,
+}
+
+impl Rootfs<'_> {
+    /// The host path of `comps`, creating missing parent directories and
+    /// refusing to pass through a symlink or a non-directory.
+    fn prepare_parent(&self, raw: &[u8], comps: &[Vec<u8>]) -> Result<PathBuf> {
+        let mut p = self.root.to_path_buf();
+        for c in &comps[..comps.len().saturating_sub(1)] {
+            p.push(OsStr::from_bytes(c));
+            match fs::symlink_metadata(&p) {
+                Ok(m) if m.file_type().is_symlink() => {
+                    return Err(unsafe_path(
+                        raw,
+                        format!("goes through the symlink {}", String::from_utf8_lossy(c)),
+                    ))
+                }
+                Ok(m) if m.is_dir() => {}
+                Ok(_) => return Err(unsafe_path(raw, "a parent is not a directory")),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => fs::create_dir(&p).at(&p)?,
+                Err(e) => return Err(Error::Io { path: p, source: e }),
+            }
+        }
+        if let Some(last) = comps.last() {
+            p.push(OsStr::from_bytes(last));
+        }
+        Ok(p)
+    }
+
+    fn remove_existing(path: &Path) -> Result<()> {
+        match fs::symlink_metadata(path) {
+            Ok(m) if m.is_dir() => fs::remove_dir_all(path).at(path),
+            Ok(_) => fs::remove_file(path).at(path),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::Io {
+                path: path.into(),
+                source: e,
+            }),
+        }
+    }
+
+    fn apply_layer(&mut self, reader: impl Read, layer_name: &str) -> Result<()> {
+        self.this_layer.clear();
+        let mut archive = tar::Archive::new(reader);
+        let entries = archive.entries().map_err(|e| Error::InvalidImage {
+            what: layer_name.into(),
+            reason: format!("not a tar: {e}"),
+        })?;
+        for entry in entries {
+            let entry = entry.map_err(|e| layer_error(layer_name, e))?;
+            self.apply_entry(entry, layer_name)?;
+        }
+        // Read to the end so the layer's digest is verified.
+        let mut rest = archive.into_inner();
+        io::copy(&mut rest, &mut io::sink()).map_err(|e| layer_error(layer_name, e))?;
+        Ok(())
+    }
+
+    fn apply_entry<R: Read>(&mut self, mut entry: tar::Entry<R>, layer_name: &str) -> Result<()> {
+        let raw = entry.path_bytes().into_owned();
+        let comps = components(&raw)?;
+        let Some(name) = comps.last().cloned() else {
+            return Ok(()); // the root itself
+        };
+        let parent_key = comps[..comps.len() - 1].join(&b'/');
+        if name == b".wh..wh..opq" {
+            let dir = self.prepare_parent(&raw, &comps)?;
+            let dir = dir
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| self.root.to_path_buf());
+            if let Ok(list) = fs::read_dir(&dir) {
+                for child in list {
+                    let child = child.at(&dir)?;
+                    let mut key = parent_key.clone();
+                    if !key.is_empty() {
+                        key.push(b'/');
+                    }
+                    key.extend_from_slice(child.file_name().as_bytes());
+                    if !self.this_layer.contains(&key) {
+                        Self::remove_existing(&child.path())?;
+                    }
+                }
+            }
+            return Ok(());
+        }
+        if let Some(hidden) = name.strip_prefix(b".wh.") {
+            let mut target = comps.clone();
+            *target
+                .last_mut()
+                .unwrap_or_else(|| unreachable!("non-empty")) = hidden.to_vec();
+            let key = target.join(&b'/');
+            if !self.this_layer.contains(&key) {
+                let p = self.prepare_parent(&raw, &target)?;
+                Self::remove_existing(&p)?;
+            }
+            return Ok(());
+        }
+        let path = self.prepare_parent(&raw, &comps)?;
+        let key = comps.join(&b'/');
+        let header = entry.header().clone();
+        let mode = header.mode().map_err(|e| layer_error(layer_name, e))? & 0o7777;
+        let kind = header.entry_type();
+        match kind {
+            tar::EntryType::Directory => {
+                match fs::symlink_metadata(&path) {
+                    Ok(m) if m.is_dir() => {}
+                    Ok(_) => {
+                        Self::remove_existing(&path)?;
+                        fs::create_dir(&path).at(&path)?;
+                    }
+                    Err(_) => fs::create_dir(&path).at(&path)?,
+                }
+                self.dir_modes.push((path.clone(), mode));
+            }
+            tar::EntryType::Regular | tar::EntryType::Continuous => {
+                Self::remove_existing(&path)?;
+                let mut f = OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .custom_flags(libc::O_NOFOLLOW)
+                    .mode(0o600)
+                    .open(&path)
+                    .at(&path)?;
+                io::copy(&mut entry, &mut f).map_err(|e| layer_error(layer_name, e))?;
+                fs::set_permissions(&path, fs::Permissions::from_mode(mode)).at(&path)?;
+            }
+            tar::EntryType::Symlink => {
+                let target = entry
+                    .link_name_bytes()
+                    .ok_or_else(|| unsafe_path(&raw, "symlink without a target"))?
+                    .into_owned();
+                Self::remove_existing(&path)?;
+                std::os::unix::fs::symlink(OsStr::from_bytes(&target), &path).at(&path)?;
+            }
+            tar::EntryType::Link => {
+                let target = entry
+                    .link_name_bytes()
+                    .ok_or_else(|| unsafe_path(&raw, "hardlink without a target"))?
+                    .into_owned();
+                let tcomps =
+                    components(target.strip_prefix(b"/").unwrap_or(&target)).map_err(|_| {
+                        unsafe_path(
+                            &raw,
+                            format!(
+                                "hardlink to {} leaves the root",
+                                String::from_utf8_lossy(&target)
+                            ),
+                        )
+                    })?;
+                if tcomps.is_empty() {
+                    return Err(unsafe_path(&raw, "hardlink to the root"));
+                }
+                let tpath = self.prepare_parent(&target, &tcomps)?;
+                let m = fs::symlink_metadata(&tpath).map_err(|_| {
+                    unsafe_path(
+                        &raw,
+                        format!(
+                            "hardlink target {} does not exist",
+                            String::from_utf8_lossy(&target)
+                        ),
+                    )
+                })?;
+                if m.is_dir() {
+                    return Err(unsafe_path(&raw, "hardlink to a directory"));
+                }
+                Self::remove_existing(&path)?;
+                fs::hard_link(&tpath, &path).at(&path)?;
+            }
+            tar::EntryType::Fifo => {
+                Self::remove_existing(&path)?;
+                let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+                    .map_err(|_| unsafe_path(&raw, "NUL in path"))?;
+                // SAFETY: c is a valid NUL-terminated path.
+                if unsafe { libc::mkfifo(c.as_ptr(), mode as libc::mode_t) } != 0 {
+                    return Err(Error::Io {
+                        path,
+                        source: io::Error::last_os_error(),
+                    });
+                }
+            }
+            tar::EntryType::Char | tar::EntryType::Block => {
+                return Err(unsafe_path(
+                    &raw,
+                    "device nodes are not allowed in an exported rootfs",
+                ));
+            }
+            tar::EntryType::XGlobalHeader
+            | tar::EntryType::XHeader
+            | tar::EntryType::GNULongName
+            | tar::EntryType::GNULongLink => {
+                return Ok(());
+            }
+            other => {
+                return Err(unsafe_path(
+                    &raw,
+                    format!("unsupported tar entry type {other:?}"),
+                ));
+            }
+        }
+        if self.is_root && kind != tar::EntryType::Link {
+            let uid = header.uid().unwrap_or(0) as libc::uid_t;
+            let gid = header.gid().unwrap_or(0) as libc::gid_t;
+            let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+                .map_err(|_| unsafe_path(&raw, "NUL in path"))?;
+            // SAFETY: c is a valid NUL-terminated path; lchown does not follow symlinks.
+            unsafe { libc::lchown(c.as_ptr(), uid, gid) };
+        }
+        self.this_layer.insert(key);
+        Ok(())
+    }
+}
+
+fn layer_error(layer: &str, e: io::Error) -> Error {
+    if e.get_ref().map(|i| i.is::<Error>()).unwrap_or(false) {
+        if let Some(Ok(inner)) = e.into_inner().map(|b| b.downcast::<Error>()) {
+            return *inner;
+        }
+        return Error::InvalidImage {
+            what: layer.into(),
+            reason: "unreadable".into(),
+        };
+    }
+    Error::InvalidImage {
+        what: layer.into(),
+        reason: format!("corrupt or truncated layer: {e}"),
+    }
+}
+
+/// Export the flattened rootfs of `image` into `dest`, which must not exist
+/// (or be an empty directory). Returns the number of layers applied.
+pub fn export_rootfs(image: &Image, dest: &Path, progress: &dyn Progress) -> Result<usize> {
+    let parent = match dest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    if !parent.is_dir() {
+        return Err(Error::Io {
+            path: parent,
+            source: io::Error::new(io::ErrorKind::NotFound, "output directory does not exist"),
+        });
+    }
+    if let Ok(mut list) = fs::read_dir(dest) {
+        if list.next().is_some() {
+            return Err(Error::Usage(format!(
+                "{}: exists and is not empty",
+                dest.display()
+            )));
+        }
+    } else if dest.exists() {
+        return Err(Error::Usage(format!(
+            "{}: exists and is not a directory",
+            dest.display()
+        )));
+    }
+    let temp = tempfile::Builder::new()
+        .prefix(".dockyard-export-")
+        .tempdir_in(&parent)
+        .at(&parent)?;
+    let mut fs_state = Rootfs {
+        root: temp.path(),
+        this_layer: HashSet::new(),
+        dir_modes: Vec::new(),
+        is_root: unsafe { libc::geteuid() } == 0,
+    };
+    for layer in image.layers() {
+        let name = format!("layer {}", layer.digest());
+        progress.start(&layer.digest().short(), layer.size());
+        let reader = layer.open_uncompressed()?;
+        fs_state.apply_layer(reader, &name)?;
+        progress.finish();
+    }
+    // Directory modes last, deepest first, so read-only dirs did not block children.
+    let mut modes = std::mem::take(&mut fs_state.dir_modes);
+    modes.reverse();
+    for (p, mode) in modes {
+        if fs::symlink_metadata(&p)
+            .map(|m| m.is_dir())
+            .unwrap_or(false)
+        {
+            fs::set_permissions(&p, fs::Permissions::from_mode(mode)).at(&p)?;
+        }
+    }
+    let built = temp.keep();
+    if dest.exists() {
+        fs::remove_dir(dest).at(dest)?;
+    }
+    if let Err(e) = fs::rename(&built, dest) {
+        let _ = fs::remove_dir_all(&built);
+        return Err(Error::Io {
+            path: dest.into(),
+            source: e,
+        });
+    }
+    Ok(image.layers().len())
+}
