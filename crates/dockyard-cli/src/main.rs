@@ -430,7 +430,7 @@ fn print_summary(s: &Value) {
     ] {
         let v = &s["config"][k];
         if !v.is_null() {
-            println!("{:<11}{}", format!("{k}:"), str_of(v));
+            println!("{:<12}{}", format!("{k}:"), str_of(v));
         }
     }
 }
