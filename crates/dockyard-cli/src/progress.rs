@@ -1,40 +1,41 @@
-//! Progress bars on a terminal; nothing when stderr is piped.
+//! Progress bars on a terminal (one per blob in flight); nothing when
+//! stderr is piped.
 
+use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::sync::Mutex;
 
 use dockyard_image::progress::{Progress, Silent};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 struct Bars {
-    current: Mutex<Option<ProgressBar>>,
+    multi: MultiProgress,
+    bars: Mutex<HashMap<String, ProgressBar>>,
 }
 
 impl Progress for Bars {
-    fn start(&self, what: &str, total: u64) {
-        let bar = ProgressBar::new(total);
+    fn start(&self, id: &str, total: u64) {
+        let bar = self.multi.add(ProgressBar::new(total));
         bar.set_style(
-            ProgressStyle::with_template(
-                "{msg:24} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
+            ProgressStyle::with_template("{msg:28} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
         );
-        bar.set_message(what.to_string());
-        if let Ok(mut c) = self.current.lock() {
-            *c = Some(bar);
+        bar.set_message(id.to_string());
+        if let Ok(mut bars) = self.bars.lock() {
+            bars.insert(id.to_string(), bar);
         }
     }
-    fn advance(&self, n: u64) {
-        if let Ok(c) = self.current.lock() {
-            if let Some(b) = c.as_ref() {
+    fn advance(&self, id: &str, n: u64) {
+        if let Ok(bars) = self.bars.lock() {
+            if let Some(b) = bars.get(id) {
                 b.inc(n);
             }
         }
     }
-    fn finish(&self) {
-        if let Ok(mut c) = self.current.lock() {
-            if let Some(b) = c.take() {
+    fn finish(&self, id: &str) {
+        if let Ok(mut bars) = self.bars.lock() {
+            if let Some(b) = bars.remove(id) {
                 b.finish();
             }
         }
@@ -44,7 +45,8 @@ impl Progress for Bars {
 pub fn for_terminal() -> Box<dyn Progress> {
     if std::io::stderr().is_terminal() {
         Box::new(Bars {
-            current: Mutex::new(None),
+            multi: MultiProgress::new(),
+            bars: Mutex::new(HashMap::new()),
         })
     } else {
         Box::new(Silent)

@@ -313,10 +313,11 @@ pub fn export_rootfs(image: &Image, dest: &Path, progress: &dyn Progress) -> Res
     };
     for layer in image.layers() {
         let name = format!("layer {}", layer.digest());
-        progress.start(&layer.digest().short(), layer.size());
+        let id = layer.digest().short();
+        progress.start(&id, layer.size());
         let reader = layer.open_uncompressed()?;
         fs_state.apply_layer(reader, &name)?;
-        progress.finish();
+        progress.finish(&id);
     }
     // Directory modes last, deepest first, so read-only dirs did not block children.
     let mut modes = std::mem::take(&mut fs_state.dir_modes);

@@ -367,15 +367,13 @@ fn decompress_to_temp(layer: &Layer, dir: &Path, progress: &dyn Progress) -> Res
         .tempfile_in(dir)
         .at(dir)?;
     let (file, temp_path) = temp.into_parts();
-    progress.start(
-        &format!("decompress {}", layer.digest().short()),
-        layer.size(),
-    );
+    let id = format!("decompress {}", layer.digest().short());
+    progress.start(&id, layer.size());
     let mut reader = layer.open_uncompressed()?;
     let mut w = HashingWriter::new(BufWriter::with_capacity(1 << 20, file));
     io::copy(&mut reader, &mut w).map_err(|e| unwrap_io(e, &layer.source().path()))?;
     w.flush().at(&*temp_path)?;
-    progress.finish();
+    progress.finish(&id);
     let source = BlobSource::temp_file(temp_path)?;
     Layer::new(
         layer.diff_id().clone(),
@@ -425,8 +423,10 @@ pub fn write_image_tar(
             if !written.insert(layer.digest().clone()) {
                 continue;
             }
-            progress.start(&layer.digest().short(), layer.size());
+            let id = layer.digest().short();
+            progress.start(&id, layer.size());
             let mut reader = ProgressReader {
+                id: id.clone(),
                 inner: layer.open()?,
                 progress,
             };
@@ -437,7 +437,7 @@ pub fn write_image_tar(
                 &mut reader,
             )
             .map_err(|e| unwrap_io(e, &layer.source().path()))?;
-            progress.finish();
+            progress.finish(&id);
         }
         for bytes in [image.config_raw(), image.manifest_raw()] {
             let d = Digest::sha256_of(bytes);

@@ -330,8 +330,10 @@ pub fn select_platform(
 /// Copy a layer blob into `dest` (atomically), verifying as it streams.
 pub fn copy_blob_to_file(layer: &Layer, dest: &Path, progress: &dyn Progress) -> Result<()> {
     let mut f = AtomicFile::create(dest)?;
-    progress.start(&layer.digest().short(), layer.size());
+    let id = layer.digest().short();
+    progress.start(&id, layer.size());
     let mut reader = ProgressReader {
+        id: id.clone(),
         inner: layer.open()?,
         progress,
     };
@@ -339,7 +341,7 @@ pub fn copy_blob_to_file(layer: &Layer, dest: &Path, progress: &dyn Progress) ->
     io::copy(&mut reader, &mut w).map_err(|e| unwrap_io(e, &layer.source().path()))?;
     w.flush().at(dest)?;
     drop(w);
-    progress.finish();
+    progress.finish(&id);
     f.commit()
 }
 
