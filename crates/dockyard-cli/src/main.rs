@@ -1,15 +1,18 @@
 //! `dockyard`: build, edit, copy and inspect container images without a daemon.
 
 mod progress;
+mod registry;
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use dockyard_image::media::Compression;
 use dockyard_image::tar::{LayerBuilder, LayerOptions};
 use dockyard_image::transport::{read_image, write_image, ReadOptions};
 use dockyard_image::{ConfigEdit, Error, Image, Location, Platform, Store};
+use registry::RegistryArgs;
 use serde_json::{json, Value};
 
 #[derive(Parser)]
@@ -22,13 +25,67 @@ struct Cli {
     /// Log details to stderr (also: RUST_LOG=debug).
     #[arg(long, short, global = true)]
     verbose: bool,
+    #[command(flatten)]
+    registry: RegistryArgs,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
-    /// Copy an image between transports (docker-archive:, oci:, oci-archive:, store:).
+    /// Pull an image from a registry into the local cache (and optionally to a file).
+    Pull {
+        /// e.g. busybox, ghcr.io/org/app:1, localhost:5000/x@sha256:…
+        reference: String,
+        #[arg(long)]
+        platform: Option<String>,
+        /// Keep every platform of a multi-platform image.
+        #[arg(long)]
+        all_platforms: bool,
+        /// Also write a docker archive here.
+        #[arg(
+            short = 'o',
+            long = "output",
+            value_name = "OUT.tar",
+            conflicts_with = "oci"
+        )]
+        output: Option<PathBuf>,
+        /// Also write an OCI layout directory here.
+        #[arg(long, value_name = "DIR")]
+        oci: Option<PathBuf>,
+    },
+    /// Push an image (from any transport) to a registry.
+    Push {
+        /// e.g. docker-archive:app.tar, oci:DIR:tag, store:name
+        src: String,
+        /// e.g. localhost:5000/app:1 or docker://ghcr.io/org/app:1
+        reference: String,
+        /// Compression for layers held uncompressed: gzip (default) or zstd.
+        #[arg(long, default_value = "gzip")]
+        compression: String,
+        /// Write the pushed manifest's digest to this file.
+        #[arg(long, value_name = "FILE")]
+        digestfile: Option<PathBuf>,
+    },
+    /// List a repository's tags.
+    Tags {
+        /// e.g. localhost:5000/app
+        repository: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check credentials against a registry and store them in the Docker config.
+    Login {
+        registry: String,
+        #[arg(short = 'u', long)]
+        username: String,
+        /// Read the password from standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Forget a registry's stored credentials.
+    Logout { registry: String },
+    /// Copy an image between transports (docker://, docker-archive:, oci:, oci-archive:, store:).
     Copy {
         /// Source, e.g. docker-archive:in.tar, oci:DIR:tag, store:name:tag, scratch.
         src: String,
@@ -37,6 +94,12 @@ enum Command {
         /// Pick this platform from a multi-platform index (os/arch[/variant]).
         #[arg(long)]
         platform: Option<String>,
+        /// With a docker:// source: copy every platform of an index.
+        #[arg(long)]
+        all_platforms: bool,
+        /// Compression for layers pushed to a registry: gzip (default) or zstd.
+        #[arg(long, default_value = "gzip")]
+        compression: String,
     },
     /// Edit an image's layers and config and write the result to DST.
     Mutate(Box<MutateArgs>),
@@ -125,9 +188,9 @@ struct MutateArgs {
 }
 
 /// An error with the exit code it deserves.
-struct Failure {
-    code: u8,
-    message: String,
+pub(crate) struct Failure {
+    pub(crate) code: u8,
+    pub(crate) message: String,
 }
 
 impl From<Error> for Failure {
@@ -139,14 +202,14 @@ impl From<Error> for Failure {
     }
 }
 
-fn usage(message: impl Into<String>) -> Failure {
+pub(crate) fn usage(message: impl Into<String>) -> Failure {
     Failure {
         code: 1,
         message: message.into(),
     }
 }
 
-type CliResult<T = ()> = Result<T, Failure>;
+pub(crate) type CliResult<T = ()> = Result<T, Failure>;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -177,25 +240,204 @@ fn location(s: &str) -> CliResult<Location> {
     s.parse::<Location>().map_err(Failure::from)
 }
 
-fn read(src: &str, platform: Option<Platform>) -> CliResult<Image> {
-    let opts = ReadOptions {
-        platform,
-        store_root: None,
-    };
-    Ok(read_image(&location(src)?, &opts)?)
+fn read(src: &str, platform: Option<Platform>, args: &RegistryArgs) -> CliResult<Image> {
+    match location(src)? {
+        Location::Registry(r) => {
+            let bar = progress::for_terminal();
+            Ok(registry::pull(&r, args, platform, false, bar.as_ref())?.image)
+        }
+        loc => {
+            let opts = ReadOptions {
+                platform,
+                store_root: None,
+            };
+            Ok(read_image(&loc, &opts)?)
+        }
+    }
+}
+
+fn parse_compression(s: &str) -> CliResult<Compression> {
+    match s {
+        "gzip" => Ok(Compression::Gzip),
+        "zstd" => Ok(Compression::Zstd),
+        "none" => Ok(Compression::None),
+        other => Err(usage(format!(
+            "--compression {other:?}: use gzip, zstd or none"
+        ))),
+    }
+}
+
+/// Write to any destination; returns the digest of what was written.
+fn write(
+    image: &Image,
+    dst: &Location,
+    args: &RegistryArgs,
+    compression: Compression,
+) -> CliResult<dockyard_image::Digest> {
+    let bar = progress::for_terminal();
+    match dst {
+        Location::Registry(r) => {
+            let pushed = registry::push(image, r, args, compression, bar)?;
+            eprintln!(
+                "pushed {}: {} blobs uploaded ({} bytes), {} mounted, {} already there",
+                r,
+                pushed.blobs_uploaded,
+                pushed.bytes_uploaded,
+                pushed.blobs_mounted,
+                pushed.blobs_existing
+            );
+            Ok(pushed.digest)
+        }
+        other => Ok(write_image(image, other, None, bar.as_ref())?.digest()),
+    }
 }
 
 fn run(cli: Cli) -> CliResult {
+    let reg = cli.registry;
     match cli.command {
-        Command::Copy { src, dst, platform } => {
-            let image = read(&src, parse_platform(&platform)?)?;
-            let dst = location(&dst)?;
+        Command::Pull {
+            reference,
+            platform,
+            all_platforms,
+            output,
+            oci,
+        } => {
+            let r = registry::parse_reference(&reference)?;
             let bar = progress::for_terminal();
-            let written = write_image(&image, &dst, None, bar.as_ref())?;
-            println!("{}", written.digest());
+            let pulled = registry::pull(
+                &r,
+                &reg,
+                parse_platform(&platform)?,
+                all_platforms,
+                bar.as_ref(),
+            )?;
+            eprintln!(
+                "pulled {} ({} blobs, {} bytes fetched)",
+                pulled.name, pulled.blobs_fetched, pulled.bytes_fetched
+            );
+            if let Some(out) = output {
+                let dst = Location::DockerArchive {
+                    path: out,
+                    reference: Some(r.to_string()),
+                };
+                write_image(&pulled.image, &dst, None, bar.as_ref())?;
+            }
+            if let Some(dir) = oci {
+                let dst = Location::OciDir {
+                    path: dir,
+                    reference: r.tag().map(str::to_string),
+                };
+                write_image(&pulled.image, &dst, None, bar.as_ref())?;
+            }
+            println!("{}", pulled.digest);
             Ok(())
         }
-        Command::Mutate(args) => mutate(*args),
+        Command::Push {
+            src,
+            reference,
+            compression,
+            digestfile,
+        } => {
+            let r = registry::parse_reference(&reference)?;
+            let image = read(&src, None, &reg)?;
+            let digest = write(
+                &image,
+                &Location::Registry(r),
+                &reg,
+                parse_compression(&compression)?,
+            )?;
+            if let Some(f) = digestfile {
+                std::fs::write(&f, digest.to_string())
+                    .map_err(|e| usage(format!("{}: {e}", f.display())))?;
+            }
+            println!("{digest}");
+            Ok(())
+        }
+        Command::Tags { repository, json } => {
+            let r = registry::parse_reference(&repository)?;
+            let rt = registry::runtime()?;
+            let client = registry::connect(&rt, r.registry(), &reg)?;
+            let tags = rt.block_on(client.list_tags(r.repository()))?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&tags).unwrap_or_default()
+                );
+            } else {
+                for t in tags {
+                    println!("{t}");
+                }
+            }
+            Ok(())
+        }
+        Command::Login {
+            registry: host,
+            username,
+            password_stdin,
+        } => {
+            if !password_stdin {
+                return Err(usage("login needs --password-stdin (passwords on the command line leak into shell history)"));
+            }
+            let mut password = String::new();
+            std::io::stdin()
+                .read_line(&mut password)
+                .map_err(|e| usage(format!("reading the password from stdin: {e}")))?;
+            let password = password.trim_end_matches(['\n', '\r']).to_string();
+            if password.is_empty() {
+                return Err(usage("empty password on stdin"));
+            }
+            let creds = dockyard_registry::Credentials { username, password };
+            let mut args = reg.clone();
+            args.creds = None;
+            let mut opts = args.options()?;
+            opts.credentials = Some(creds.clone());
+            let host = host
+                .trim_start_matches("https://")
+                .trim_start_matches("http://")
+                .trim_end_matches('/')
+                .to_string();
+            let rt = registry::runtime()?;
+            let client = rt.block_on(dockyard_registry::Registry::connect(&host, opts))?;
+            rt.block_on(client.verify_login(None))?;
+            let path = dockyard_registry::auth::save_credentials(&host, &creds)?;
+            eprintln!("login succeeded; credentials stored in {}", path.display());
+            Ok(())
+        }
+        Command::Logout { registry: host } => {
+            if dockyard_registry::auth::remove_credentials(&host)? {
+                eprintln!("removed credentials for {host}");
+                Ok(())
+            } else {
+                Err(usage(format!("not logged in to {host}")))
+            }
+        }
+        Command::Copy {
+            src,
+            dst,
+            platform,
+            all_platforms,
+            compression,
+        } => {
+            let dst = location(&dst)?;
+            let image = match location(&src)? {
+                Location::Registry(r) if all_platforms => {
+                    let bar = progress::for_terminal();
+                    let pulled =
+                        registry::pull(&r, &reg, parse_platform(&platform)?, true, bar.as_ref())?;
+                    if !matches!(dst, Location::Store(_)) {
+                        return Err(usage(
+                            "--all-platforms copies into the store (store:NAME) only, for now",
+                        ));
+                    }
+                    pulled.image
+                }
+                _ => read(&src, parse_platform(&platform)?, &reg)?,
+            };
+            let digest = write(&image, &dst, &reg, parse_compression(&compression)?)?;
+            println!("{digest}");
+            Ok(())
+        }
+        Command::Mutate(args) => mutate(*args, &reg),
         Command::Inspect {
             src,
             raw,
@@ -203,7 +445,7 @@ fn run(cli: Cli) -> CliResult {
             json,
             platform,
         } => {
-            let image = read(&src, parse_platform(&platform)?)?;
+            let image = read(&src, parse_platform(&platform)?, &reg)?;
             let mut out = std::io::stdout().lock();
             let w = |out: &mut std::io::StdoutLock, b: &[u8]| {
                 out.write_all(b).and_then(|_| out.flush())
@@ -232,7 +474,7 @@ fn run(cli: Cli) -> CliResult {
             Ok(())
         }
         Command::Export { src, dir, platform } => {
-            let image = read(&src, parse_platform(&platform)?)?;
+            let image = read(&src, parse_platform(&platform)?, &reg)?;
             let bar = progress::for_terminal();
             let n = dockyard_run::export_rootfs(&image, &dir, bar.as_ref())?;
             eprintln!(
@@ -262,9 +504,9 @@ fn parse_words(s: &str, what: &str) -> CliResult<Vec<String>> {
     }
 }
 
-fn mutate(args: MutateArgs) -> CliResult {
+fn mutate(args: MutateArgs, reg: &RegistryArgs) -> CliResult {
     let platform = parse_platform(&args.platform)?;
-    let mut image = read(&args.src, platform.clone())?;
+    let mut image = read(&args.src, platform.clone(), reg)?;
     let dst = location(&args.dst)?;
     for r in &args.remove_layer {
         image = if r == "top" {
@@ -345,9 +587,8 @@ fn mutate(args: MutateArgs) -> CliResult {
     if let (Some(p), false) = (&platform, args.src == "scratch") {
         image = image.with_platform(p);
     }
-    let bar = progress::for_terminal();
-    let written = write_image(&image, &dst, None, bar.as_ref())?;
-    println!("{}", written.digest());
+    let digest = write(&image, &dst, reg, Compression::Gzip)?;
+    println!("{digest}");
     Ok(())
 }
 

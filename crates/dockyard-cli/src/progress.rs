@@ -17,9 +17,11 @@ impl Progress for Bars {
     fn start(&self, id: &str, total: u64) {
         let bar = self.multi.add(ProgressBar::new(total));
         bar.set_style(
-            ProgressStyle::with_template("{msg:28} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
+            ProgressStyle::with_template(
+                "{msg:28} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
         );
         bar.set_message(id.to_string());
         if let Ok(mut bars) = self.bars.lock() {
@@ -42,13 +44,13 @@ impl Progress for Bars {
     }
 }
 
-pub fn for_terminal() -> Box<dyn Progress> {
+pub fn for_terminal() -> std::sync::Arc<dyn Progress> {
     if std::io::stderr().is_terminal() {
-        Box::new(Bars {
+        std::sync::Arc::new(Bars {
             multi: MultiProgress::new(),
             bars: Mutex::new(HashMap::new()),
         })
     } else {
-        Box::new(Silent)
+        std::sync::Arc::new(Silent)
     }
 }

@@ -309,13 +309,13 @@ impl<R: Read> Read for VerifyingReader<R> {
     }
 }
 
-pub(crate) fn invalid_data(e: Error) -> io::Error {
+pub fn invalid_data(e: Error) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e)
 }
 
 /// Turn an `io::Error` that carries one of our errors back into it; other
 /// I/O errors get the path they happened on.
-pub(crate) fn unwrap_io(e: io::Error, path: &std::path::Path) -> Error {
+pub fn unwrap_io(e: io::Error, path: &std::path::Path) -> Error {
     if e.get_ref()
         .map(|inner| inner.is::<Error>())
         .unwrap_or(false)

@@ -127,6 +127,27 @@ impl Store {
         layout::write_layout_dir(&self.root, image, name, progress)
     }
 
+    /// Name a manifest or index already in the store (replacing what the
+    /// name pointed at before).
+    pub fn name_descriptor(&self, name: &str, descriptor: Value) -> Result<()> {
+        let d = DescriptorInfo::parse("descriptor", &descriptor)?;
+        if !self.has_blob(&d.digest) {
+            return Err(Error::InvalidImage {
+                what: format!("the store ({})", self.root.display()),
+                reason: format!("cannot name {name}: blob {} is not stored", d.digest),
+            });
+        }
+        layout::update_index_json(&self.root, |list| {
+            list.retain(|m| {
+                m.get("annotations")
+                    .and_then(|a| a.get(layout::REF_NAME))
+                    .and_then(Value::as_str)
+                    != Some(name)
+            });
+            list.push(descriptor);
+        })
+    }
+
     /// Read an image by name (a reference, in any spelling) or digest.
     pub fn get_image(&self, wanted: &str) -> Result<Image> {
         layout::read_layout(&LayoutDir(self.root.clone()), Some(wanted), None).map_err(

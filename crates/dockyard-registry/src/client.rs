@@ -1,0 +1,517 @@
+//! One registry host: scheme detection, authentication, retries.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use reqwest::header::{
+    HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, RETRY_AFTER, WWW_AUTHENTICATE,
+};
+use reqwest::{Method, Response, StatusCode};
+use tokio::sync::Mutex;
+use url::Url;
+
+use crate::auth::{parse_challenge, Challenge, Credentials, Token};
+use crate::error::{RegistryError, Result};
+
+/// How to reach registries.
+#[derive(Clone, Debug)]
+pub struct ClientOptions {
+    /// Use plain HTTP for every registry (loopback registries are probed
+    /// and use HTTP when they do not speak TLS, without this flag).
+    pub plain_http: bool,
+    /// Skip TLS certificate verification.
+    pub insecure_skip_tls_verify: bool,
+    /// Extra CA certificates (PEM files) to trust.
+    pub ca_certs: Vec<PathBuf>,
+    /// Credentials given explicitly (flags, environment); otherwise the
+    /// Docker config is consulted.
+    pub credentials: Option<Credentials>,
+    /// Layers transferred at once.
+    pub parallel: usize,
+    /// Attempts per request for network errors, 5xx and 429.
+    pub attempts: u32,
+    /// First backoff delay; doubles each retry.
+    pub backoff: Duration,
+    /// Blobs larger than this are uploaded in PATCH chunks of this size.
+    pub chunk_size: u64,
+    /// Overall timeout for connecting.
+    pub connect_timeout: Duration,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            plain_http: false,
+            insecure_skip_tls_verify: false,
+            ca_certs: Vec::new(),
+            credentials: None,
+            parallel: 6,
+            attempts: 6,
+            backoff: Duration::from_millis(200),
+            chunk_size: 32 << 20,
+            connect_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// True for hosts where plain HTTP is allowed without a flag.
+pub fn is_loopback(host: &str) -> bool {
+    let h = host
+        .rsplit_once(':')
+        .map(|(h, p)| {
+            if p.chars().all(|c| c.is_ascii_digit()) {
+                h
+            } else {
+                host
+            }
+        })
+        .unwrap_or(host);
+    let h = h.trim_start_matches('[').trim_end_matches(']');
+    h == "localhost" || h == "::1" || h.starts_with("127.") && h.split('.').count() == 4
+}
+
+/// The API host for a reference's registry (`docker.io` → its API host).
+pub fn api_host(registry: &str) -> &str {
+    if registry == "docker.io" || registry == "index.docker.io" {
+        "registry-1.docker.io"
+    } else {
+        registry
+    }
+}
+
+/// What a request needs access to: `repository:NAME:ACTIONS` scopes.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Scope(pub Vec<String>);
+
+impl Scope {
+    pub fn pull(repo: &str) -> Scope {
+        Scope(vec![format!("repository:{repo}:pull")])
+    }
+    pub fn push(repo: &str) -> Scope {
+        Scope(vec![format!("repository:{repo}:pull,push")])
+    }
+    /// Push to `repo` and read `from` (a cross-repository mount).
+    pub fn mount(repo: &str, from: &str) -> Scope {
+        Scope(vec![
+            format!("repository:{repo}:pull,push"),
+            format!("repository:{from}:pull"),
+        ])
+    }
+    pub fn catalog() -> Scope {
+        Scope(vec!["registry:catalog:*".into()])
+    }
+}
+
+pub(crate) struct AuthState {
+    challenge: Option<Challenge>,
+    tokens: HashMap<Scope, Token>,
+    credentials_loaded: bool,
+    credentials: Option<Credentials>,
+}
+
+/// A client for one registry host.
+#[derive(Clone)]
+pub struct Registry {
+    pub(crate) http: reqwest::Client,
+    /// The name as users write it (`docker.io`, `127.0.0.1:5000`).
+    pub(crate) name: String,
+    pub(crate) base: Url,
+    pub(crate) opts: Arc<ClientOptions>,
+    auth: Arc<Mutex<AuthState>>,
+}
+
+/// A request body that can be made again for a retry.
+pub(crate) type BodyFn<'a> = &'a (dyn Fn() -> Result<reqwest::Body> + Send + Sync);
+
+fn net_err(registry: &str, what: &str, e: impl std::fmt::Display) -> RegistryError {
+    RegistryError::Network {
+        registry: registry.into(),
+        what: what.into(),
+        reason: e.to_string(),
+    }
+}
+
+/// Describe a reqwest error with its causes (but no URL query secrets).
+pub(crate) fn describe(e: &reqwest::Error) -> String {
+    let mut s = e.without_url_ref().to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(inner) = source {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    s
+}
+
+trait WithoutUrl {
+    fn without_url_ref(&self) -> String;
+}
+
+impl WithoutUrl for reqwest::Error {
+    fn without_url_ref(&self) -> String {
+        let mut s = self.to_string();
+        if let Some(u) = self.url() {
+            s = s.replace(u.as_str(), u.path());
+        }
+        s
+    }
+}
+
+impl Registry {
+    /// Connect to a registry by name (`docker.io`, `ghcr.io`, `127.0.0.1:5000`).
+    pub async fn connect(name: &str, opts: ClientOptions) -> Result<Registry> {
+        let mut builder = reqwest::Client::builder()
+            .user_agent(concat!("dockyard/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(opts.connect_timeout)
+            .danger_accept_invalid_certs(opts.insecure_skip_tls_verify);
+        for ca in &opts.ca_certs {
+            let pem = std::fs::read(ca)
+                .map_err(|e| RegistryError::Config(format!("{}: {e}", ca.display())))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                RegistryError::Config(format!("{}: not a PEM certificate: {e}", ca.display()))
+            })?;
+            for c in certs {
+                builder = builder.add_root_certificate(c);
+            }
+        }
+        let http = builder.build().map_err(|e| {
+            RegistryError::Config(format!("cannot set up HTTP client: {}", describe(&e)))
+        })?;
+        let host = api_host(name);
+        let scheme = if opts.plain_http {
+            "http"
+        } else if is_loopback(host) {
+            probe_scheme(&http, host).await
+        } else {
+            "https"
+        };
+        let base = Url::parse(&format!("{scheme}://{host}/"))
+            .map_err(|e| RegistryError::Config(format!("invalid registry host {name:?}: {e}")))?;
+        let credentials = opts.credentials.clone();
+        Ok(Registry {
+            http,
+            name: name.to_string(),
+            base,
+            auth: Arc::new(Mutex::new(AuthState {
+                challenge: None,
+                tokens: HashMap::new(),
+                credentials_loaded: credentials.is_some(),
+                credentials,
+            })),
+            opts: Arc::new(opts),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn url(&self, path: &str) -> Result<Url> {
+        self.base
+            .join(path)
+            .map_err(|e| RegistryError::Config(format!("bad URL path {path}: {e}")))
+    }
+
+    async fn credentials(&self) -> Result<Option<Credentials>> {
+        let mut state = self.auth.lock().await;
+        if !state.credentials_loaded {
+            let name = self.name.clone();
+            state.credentials = tokio::task::spawn_blocking(move || {
+                crate::auth::credentials_from_docker_config(&name)
+            })
+            .await
+            .map_err(|e| RegistryError::Config(e.to_string()))??;
+            state.credentials_loaded = true;
+        }
+        Ok(state.credentials.clone())
+    }
+
+    /// The Authorization header for a scope, fetching a token if needed.
+    async fn authorization(&self, scope: &Scope, force_new: bool) -> Result<Option<String>> {
+        let challenge = self.auth.lock().await.challenge.clone();
+        match challenge {
+            None => Ok(None),
+            Some(Challenge::Basic) => Ok(self.credentials().await?.map(|c| c.basic_header())),
+            Some(Challenge::Bearer { realm, service, .. }) => {
+                if !force_new {
+                    if let Some(t) = self.auth.lock().await.tokens.get(scope) {
+                        if t.is_fresh() {
+                            return Ok(Some(format!("Bearer {}", t.value)));
+                        }
+                    }
+                }
+                let token = self.fetch_token(&realm, service.as_deref(), scope).await?;
+                let header = format!("Bearer {}", token.value);
+                self.auth.lock().await.tokens.insert(scope.clone(), token);
+                Ok(Some(header))
+            }
+        }
+    }
+
+    async fn fetch_token(
+        &self,
+        realm: &str,
+        service: Option<&str>,
+        scope: &Scope,
+    ) -> Result<Token> {
+        let mut url = Url::parse(realm).map_err(|e| RegistryError::Unauthorized {
+            registry: self.name.clone(),
+            reason: format!("token realm {realm:?} is not a URL: {e}"),
+        })?;
+        {
+            let mut q = url.query_pairs_mut();
+            if let Some(s) = service {
+                q.append_pair("service", s);
+            }
+            for s in &scope.0 {
+                q.append_pair("scope", s);
+            }
+        }
+        let creds = self.credentials().await?;
+        let mut last = String::new();
+        for attempt in 0..self.opts.attempts {
+            if attempt > 0 {
+                tokio::time::sleep(self.backoff(attempt, None)).await;
+            }
+            let mut req = self.http.get(url.clone());
+            if let Some(c) = &creds {
+                req = req.header(AUTHORIZATION, c.basic_header());
+            }
+            let resp = match req.send().await {
+                Ok(r) => r,
+                Err(e) => {
+                    last = describe(&e);
+                    continue;
+                }
+            };
+            let status = resp.status();
+            if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+                last = format!("token server answered {status}");
+                continue;
+            }
+            let received = Instant::now();
+            let body = resp
+                .bytes()
+                .await
+                .map_err(|e| net_err(&self.name, "token", describe(&e)))?;
+            if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+                return Err(RegistryError::Unauthorized {
+                    registry: self.name.clone(),
+                    reason: if creds.is_some() {
+                        "the token server rejected the credentials".into()
+                    } else {
+                        "authentication required: log in with `dockyard login` or pass credentials"
+                            .into()
+                    },
+                });
+            }
+            if !status.is_success() {
+                return Err(RegistryError::Unauthorized {
+                    registry: self.name.clone(),
+                    reason: format!("token server answered {status}"),
+                });
+            }
+            return Token::from_response(&body, received).ok_or_else(|| {
+                RegistryError::Unauthorized {
+                    registry: self.name.clone(),
+                    reason: "token server answered without a token".into(),
+                }
+            });
+        }
+        Err(RegistryError::RetriesExhausted {
+            registry: self.name.clone(),
+            what: "token".into(),
+            attempts: self.opts.attempts,
+            last,
+        })
+    }
+
+    pub(crate) fn backoff(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
+        let exp = self.opts.backoff * 2u32.saturating_pow(attempt.saturating_sub(1).min(6));
+        let d = retry_after.map(|r| r.max(exp)).unwrap_or(exp);
+        d.min(Duration::from_secs(30))
+    }
+
+    /// Send a request with auth and bounded retries. Returns the first
+    /// response that is not 401, 429 or 5xx (or the last one of those when
+    /// retries run out, as an error).
+    pub(crate) async fn send(
+        &self,
+        method: Method,
+        url: Url,
+        scope: &Scope,
+        headers: HeaderMap,
+        body: Option<BodyFn<'_>>,
+        what: &str,
+    ) -> Result<Response> {
+        let mut auth_retries = 0;
+        let mut force_new_token = false;
+        let mut attempt = 0;
+        let mut last = String::new();
+        while attempt < self.opts.attempts {
+            let authorization = self.authorization(scope, force_new_token).await?;
+            force_new_token = false;
+            let mut req = self
+                .http
+                .request(method.clone(), url.clone())
+                .headers(headers.clone());
+            if let Some(a) = &authorization {
+                req = req.header(AUTHORIZATION, a);
+            }
+            if let Some(b) = body {
+                req = req.body(b()?);
+            }
+            let resp = match req.send().await {
+                Ok(r) => r,
+                Err(e) => {
+                    last = describe(&e);
+                    attempt += 1;
+                    tracing::debug!(registry = %self.name, what, error = %last, "retrying after a network error");
+                    tokio::time::sleep(self.backoff(attempt, None)).await;
+                    continue;
+                }
+            };
+            let status = resp.status();
+            if status == StatusCode::UNAUTHORIZED {
+                let challenge = resp
+                    .headers()
+                    .get(WWW_AUTHENTICATE)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(parse_challenge);
+                auth_retries += 1;
+                if auth_retries > 3 || challenge.is_none() {
+                    return Err(self.unauthorized(authorization.is_some(), what).await);
+                }
+                let challenge = challenge.unwrap_or(Challenge::Basic);
+                let had_creds_for_basic =
+                    matches!(challenge, Challenge::Basic) && authorization.is_some();
+                if had_creds_for_basic {
+                    return Err(self.unauthorized(true, what).await);
+                }
+                if matches!(challenge, Challenge::Basic) && self.credentials().await?.is_none() {
+                    return Err(self.unauthorized(false, what).await);
+                }
+                // An expired or revoked token: fetch a new one and retry.
+                force_new_token = authorization.is_some();
+                self.auth.lock().await.challenge = Some(challenge);
+                continue;
+            }
+            if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+                let retry_after = resp
+                    .headers()
+                    .get(RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|s| s.trim().parse::<u64>().ok())
+                    .map(Duration::from_secs);
+                last = format!("HTTP {status}");
+                attempt += 1;
+                tracing::debug!(registry = %self.name, what, %status, "retrying");
+                if attempt < self.opts.attempts {
+                    tokio::time::sleep(self.backoff(attempt, retry_after)).await;
+                }
+                continue;
+            }
+            return Ok(resp);
+        }
+        Err(RegistryError::RetriesExhausted {
+            registry: self.name.clone(),
+            what: what.into(),
+            attempts: self.opts.attempts,
+            last,
+        })
+    }
+
+    async fn unauthorized(&self, had_credentials: bool, what: &str) -> RegistryError {
+        let creds = self.credentials().await.ok().flatten();
+        RegistryError::Unauthorized {
+            registry: self.name.clone(),
+            reason: match (had_credentials, creds) {
+                (_, None) => format!("{what}: authentication required: log in with `dockyard login {}` or pass credentials", self.name),
+                (_, Some(c)) => format!("{what}: access denied for user {:?}", c.username),
+            },
+        }
+    }
+
+    /// GET with the given Accept header; errors for non-2xx.
+    pub(crate) async fn get_ok(
+        &self,
+        url: Url,
+        scope: &Scope,
+        accept: Option<&str>,
+        what: &str,
+    ) -> Result<Response> {
+        let mut headers = HeaderMap::new();
+        if let Some(a) = accept {
+            headers.insert(
+                ACCEPT,
+                HeaderValue::from_str(a).map_err(|e| RegistryError::Config(e.to_string()))?,
+            );
+        }
+        let resp = self
+            .send(Method::GET, url, scope, headers, None, what)
+            .await?;
+        self.check(resp, what).await
+    }
+
+    /// Turn a non-2xx response into an error (reading a bounded body).
+    pub(crate) async fn check(&self, resp: Response, what: &str) -> Result<Response> {
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(resp);
+        }
+        let body = resp.text().await.unwrap_or_default();
+        let body: String = body.chars().take(400).collect();
+        if status == StatusCode::NOT_FOUND {
+            return Err(RegistryError::NotFound {
+                registry: self.name.clone(),
+                what: what.into(),
+            });
+        }
+        if status == StatusCode::FORBIDDEN {
+            return Err(RegistryError::Unauthorized {
+                registry: self.name.clone(),
+                reason: format!("{what}: forbidden"),
+            });
+        }
+        Err(RegistryError::Http {
+            registry: self.name.clone(),
+            what: what.into(),
+            status: status.as_u16(),
+            body: body.trim().to_string(),
+        })
+    }
+
+    /// Check that the registry answers and the credentials (if any) are
+    /// accepted: `GET /v2/`, then a token for `scope` if it uses tokens.
+    pub async fn verify_login(&self, scope: Option<&Scope>) -> Result<()> {
+        let url = self.url("v2/")?;
+        let scope = scope.cloned().unwrap_or(Scope(Vec::new()));
+        let resp = self
+            .send(Method::GET, url, &scope, HeaderMap::new(), None, "login")
+            .await?;
+        self.check(resp, "login").await?;
+        Ok(())
+    }
+}
+
+/// For a loopback registry: plain HTTP unless it speaks TLS.
+async fn probe_scheme(http: &reqwest::Client, host: &str) -> &'static str {
+    let Ok(url) = Url::parse(&format!("http://{host}/v2/")) else {
+        return "https";
+    };
+    match http.get(url).timeout(Duration::from_secs(10)).send().await {
+        Ok(resp) => {
+            if resp.status() == StatusCode::BAD_REQUEST {
+                let body = resp.text().await.unwrap_or_default();
+                if body.contains("HTTPS") || body.contains("https") {
+                    return "https";
+                }
+            }
+            "http"
+        }
+        // Nothing answered plain HTTP: try TLS (and report its error there).
+        Err(_) => "https",
+    }
+}

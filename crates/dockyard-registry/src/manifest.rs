@@ -1,0 +1,180 @@
+//! Fetching and putting manifests (all four media types), verified.
+
+use dockyard_image::media;
+use dockyard_image::Digest;
+use futures_util::StreamExt;
+use reqwest::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
+use reqwest::Method;
+
+use crate::client::{Registry, Scope};
+use crate::error::{RegistryError, Result};
+
+/// Every manifest media type we read.
+pub const ACCEPT_MANIFESTS: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json";
+const MANIFEST_LIMIT: usize = 4 << 20;
+
+/// A manifest as the registry served it.
+#[derive(Clone, Debug)]
+pub struct FetchedManifest {
+    pub bytes: Vec<u8>,
+    pub media_type: String,
+    pub digest: Digest,
+}
+
+impl FetchedManifest {
+    pub fn is_index(&self) -> bool {
+        media::is_index(&self.media_type)
+    }
+}
+
+impl Registry {
+    /// GET a manifest by tag or digest. A digest reference is verified; so is
+    /// the registry's `Docker-Content-Digest` header.
+    pub async fn fetch_manifest(&self, repo: &str, reference: &str) -> Result<FetchedManifest> {
+        let what = format!("manifest {repo}:{reference}");
+        let url = self.url(&format!("v2/{repo}/manifests/{reference}"))?;
+        let resp = self
+            .get_ok(url, &Scope::pull(repo), Some(ACCEPT_MANIFESTS), &what)
+            .await?;
+        let header_type = resp
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.split(';').next().unwrap_or("").trim().to_string());
+        let header_digest = resp
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|s| s.parse::<Digest>().ok());
+        let mut bytes = Vec::new();
+        let mut stream = resp.bytes_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| RegistryError::Network {
+                registry: self.name.clone(),
+                what: what.clone(),
+                reason: crate::client::describe(&e),
+            })?;
+            bytes.extend_from_slice(&chunk);
+            if bytes.len() > MANIFEST_LIMIT {
+                return Err(RegistryError::Http {
+                    registry: self.name.clone(),
+                    what,
+                    status: 200,
+                    body: format!("manifest larger than {MANIFEST_LIMIT} bytes"),
+                });
+            }
+        }
+        let digest = Digest::sha256_of(&bytes);
+        if let Ok(expected) = reference.parse::<Digest>() {
+            if expected.algorithm() == digest.algorithm() && expected != digest {
+                return Err(RegistryError::DigestMismatch {
+                    registry: self.name.clone(),
+                    what,
+                    expected,
+                    actual: digest,
+                });
+            }
+        }
+        if let Some(h) = header_digest.filter(|h| h.algorithm() == digest.algorithm()) {
+            if h != digest {
+                return Err(RegistryError::DigestMismatch {
+                    registry: self.name.clone(),
+                    what,
+                    expected: h,
+                    actual: digest,
+                });
+            }
+        }
+        let parsed: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
+            RegistryError::Image(dockyard_image::Error::Json {
+                what: what.clone(),
+                source: e,
+            })
+        })?;
+        if parsed.get("schemaVersion").and_then(|v| v.as_u64()) == Some(1) {
+            return Err(RegistryError::Image(dockyard_image::Error::UnsupportedMediaType {
+                what,
+                media_type: "Docker schema 1 manifest (deprecated and unsupported; re-push the image with a current client)".into(),
+            }));
+        }
+        let media_type = parsed
+            .get("mediaType")
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+            .or(header_type)
+            .unwrap_or_else(|| {
+                if parsed.get("manifests").is_some() {
+                    media::OCI_INDEX.to_string()
+                } else {
+                    media::OCI_MANIFEST.to_string()
+                }
+            });
+        Ok(FetchedManifest {
+            bytes,
+            media_type,
+            digest,
+        })
+    }
+
+    /// PUT a manifest under a tag or its digest; returns the digest the
+    /// registry reports (checked against ours).
+    pub async fn put_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+        bytes: &[u8],
+        media_type: &str,
+    ) -> Result<Digest> {
+        let what = format!("manifest {repo}:{reference}");
+        let url = self.url(&format!("v2/{repo}/manifests/{reference}"))?;
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_str(media_type).map_err(|e| RegistryError::Config(e.to_string()))?,
+        );
+        let body = bytes.to_vec();
+        let make = move || Ok(reqwest::Body::from(body.clone()));
+        let resp = self
+            .send(
+                Method::PUT,
+                url,
+                &Scope::push(repo),
+                headers,
+                Some(&make),
+                &what,
+            )
+            .await?;
+        let resp = self.check(resp, &what).await?;
+        let ours = Digest::sha256_of(bytes);
+        if let Some(theirs) = resp
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|s| s.parse::<Digest>().ok())
+        {
+            if theirs != ours {
+                return Err(RegistryError::DigestMismatch {
+                    registry: self.name.clone(),
+                    what,
+                    expected: ours,
+                    actual: theirs,
+                });
+            }
+        }
+        Ok(ours)
+    }
+
+    /// Whether the registry has a blob (HEAD).
+    pub async fn has_blob(&self, repo: &str, digest: &Digest, scope: &Scope) -> Result<bool> {
+        let what = format!("blob {digest}");
+        let url = self.url(&format!("v2/{repo}/blobs/{digest}"))?;
+        let resp = self
+            .send(Method::HEAD, url, scope, HeaderMap::new(), None, &what)
+            .await?;
+        match resp.status().as_u16() {
+            200..=299 => Ok(true),
+            404 => Ok(false),
+            _ => self.check(resp, &what).await.map(|_| false),
+        }
+    }
+}

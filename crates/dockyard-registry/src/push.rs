@@ -1,0 +1,494 @@
+//! Pushing: blobs the registry has are skipped (HEAD), blobs known in
+//! another repository of the same registry are mounted, the rest uploaded
+//! (monolithic when small, PATCH chunks when large), then the manifest.
+
+use std::io::{BufWriter, Write};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use dockyard_image::compress::compress_into;
+use dockyard_image::digest::{unwrap_io, HashingWriter};
+use dockyard_image::media::{self, Compression};
+use dockyard_image::progress::Progress;
+use dockyard_image::{BlobSource, Digest, Image, Layer, Reference, Store};
+use futures_util::{stream, StreamExt, TryStreamExt};
+use reqwest::header::{
+    HeaderMap, HeaderValue, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, LOCATION,
+};
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+use tokio::io::AsyncSeekExt;
+use url::Url;
+
+use crate::client::{Registry, Scope};
+use crate::error::{RegistryError, Result};
+use crate::sources::{known_sources, record_blob_source};
+
+#[derive(Clone, Debug)]
+pub struct PushOptions {
+    /// How layers that exist only uncompressed are compressed.
+    pub compression: Compression,
+}
+
+impl Default for PushOptions {
+    fn default() -> Self {
+        PushOptions {
+            compression: Compression::Gzip,
+        }
+    }
+}
+
+/// What a push did.
+#[derive(Clone, Debug)]
+pub struct Pushed {
+    pub digest: Digest,
+    /// The image as pushed (compressed layers where they were not).
+    pub image: Image,
+    pub blobs_uploaded: usize,
+    pub bytes_uploaded: u64,
+    pub blobs_mounted: usize,
+    pub blobs_existing: usize,
+}
+
+/// Where upload progress and byte counts go.
+#[derive(Clone)]
+struct UploadMeter {
+    progress: Arc<dyn Progress>,
+    bytes: Arc<AtomicU64>,
+}
+
+#[derive(Default)]
+struct PushCounters {
+    uploaded: AtomicUsize,
+    mounted: AtomicUsize,
+    existing: AtomicUsize,
+}
+
+enum BlobOutcome {
+    Existing,
+    Mounted,
+    Uploaded,
+}
+
+fn table_name(c: Compression) -> &'static str {
+    match c {
+        Compression::Zstd => "diffid-to-zstd",
+        _ => "diffid-to-gzip",
+    }
+}
+
+/// The compressed form of an uncompressed layer: from the store's side
+/// table when it was compressed before, else compressed now (deterministic)
+/// and remembered.
+pub fn compressed_layer(
+    store: &Store,
+    layer: &Layer,
+    compression: Compression,
+    docker: bool,
+) -> Result<Layer> {
+    let table = store.side_table(table_name(compression));
+    let media_type = compression.layer_media_type(docker).to_string();
+    if let Some(rec) = table.get(layer.diff_id().hex())? {
+        let digest = rec
+            .get("digest")
+            .and_then(|d| d.as_str())
+            .and_then(|d| d.parse::<Digest>().ok());
+        if let Some(digest) = digest {
+            if store.has_blob(&digest) {
+                let source = BlobSource::whole_file(&store.blob_path(&digest))?;
+                return Ok(Layer::new(
+                    digest,
+                    media_type,
+                    layer.diff_id().clone(),
+                    source,
+                )?);
+            }
+        }
+    }
+    let dir = store.root().join("blobs").join("sha256");
+    let temp = tempfile::Builder::new()
+        .prefix(".dockyard-tmp-")
+        .tempfile_in(&dir)
+        .map_err(|e| dockyard_image::Error::Io {
+            path: dir.clone(),
+            source: e,
+        })?;
+    let mut reader = layer.open_uncompressed()?;
+    let writer = HashingWriter::new(BufWriter::with_capacity(1 << 20, temp.as_file()));
+    let writer = compress_into(&mut reader, writer, compression)
+        .map_err(|e| unwrap_io(e, &layer.source().path()))?;
+    let (mut buf, digest, _size) = writer.finish();
+    buf.flush().map_err(|e| dockyard_image::Error::Io {
+        path: dir.clone(),
+        source: e,
+    })?;
+    drop(buf);
+    temp.as_file()
+        .sync_all()
+        .map_err(|e| dockyard_image::Error::Io {
+            path: dir.clone(),
+            source: e,
+        })?;
+    let dest = store.blob_path(&digest);
+    temp.persist(&dest).map_err(|e| dockyard_image::Error::Io {
+        path: dest.clone(),
+        source: e.error,
+    })?;
+    table.put(
+        layer.diff_id().hex(),
+        &json!({"digest": digest.to_string(), "mediaType": media_type}),
+    )?;
+    let source = BlobSource::whole_file(&dest)?;
+    Ok(Layer::new(
+        digest,
+        media_type,
+        layer.diff_id().clone(),
+        source,
+    )?)
+}
+
+fn header(v: &str) -> Result<HeaderValue> {
+    HeaderValue::from_str(v).map_err(|e| RegistryError::Config(e.to_string()))
+}
+
+/// A request body streaming `len` bytes of a blob from `offset`.
+fn blob_body(
+    source: &BlobSource,
+    offset: u64,
+    len: u64,
+    counter: Arc<AtomicU64>,
+    progress: Option<(Arc<dyn Progress>, String)>,
+) -> Result<reqwest::Body> {
+    match source {
+        BlobSource::Bytes(b) => {
+            let start = offset as usize;
+            let end = (offset + len) as usize;
+            let slice = b.get(start..end).unwrap_or_default().to_vec();
+            counter.fetch_add(slice.len() as u64, Ordering::Relaxed);
+            Ok(reqwest::Body::from(slice))
+        }
+        BlobSource::File {
+            path, offset: base, ..
+        } => {
+            let path = Arc::clone(path);
+            let start = base + offset;
+            let s = stream::once(async move {
+                let mut f = tokio::fs::File::open(path.as_path()).await?;
+                f.seek(std::io::SeekFrom::Start(start)).await?;
+                Ok::<_, std::io::Error>(tokio_util::io::ReaderStream::with_capacity(
+                    tokio::io::AsyncReadExt::take(f, len),
+                    1 << 16,
+                ))
+            })
+            .try_flatten()
+            .inspect_ok(move |chunk| {
+                counter.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                if let Some((p, id)) = &progress {
+                    p.advance(id, chunk.len() as u64);
+                }
+            });
+            Ok(reqwest::Body::wrap_stream(s))
+        }
+    }
+}
+
+impl Registry {
+    fn location(&self, resp: &reqwest::Response, base: &Url, what: &str) -> Result<Url> {
+        let loc = resp
+            .headers()
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| RegistryError::Http {
+                registry: self.name.clone(),
+                what: what.into(),
+                status: resp.status().as_u16(),
+                body: "upload response without a Location header".into(),
+            })?;
+        // Absolute or relative; host and port kept exactly as given.
+        base.join(loc)
+            .map_err(|e| RegistryError::Config(format!("bad upload Location {loc:?}: {e}")))
+    }
+
+    /// Push one blob unless the registry has it; returns what happened.
+    async fn push_blob(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        size: u64,
+        source: &BlobSource,
+        store: &Store,
+        meter: &UploadMeter,
+    ) -> Result<BlobOutcome> {
+        let progress = &meter.progress;
+        let scope = Scope::push(repo);
+        if self.has_blob(repo, digest, &scope).await? {
+            return Ok(BlobOutcome::Existing);
+        }
+        let what = format!("upload of blob {digest} to {repo}");
+        // Mount from a repository known to hold it.
+        let mut session: Option<Url> = None;
+        for from in known_sources(store, &self.name, digest, repo)
+            .into_iter()
+            .take(3)
+        {
+            let mut url = self.url(&format!("v2/{repo}/blobs/uploads/"))?;
+            url.query_pairs_mut()
+                .append_pair("mount", &digest.to_string())
+                .append_pair("from", &from);
+            let mut headers = HeaderMap::new();
+            headers.insert(CONTENT_LENGTH, header("0")?);
+            let resp = self
+                .send(
+                    Method::POST,
+                    url.clone(),
+                    &Scope::mount(repo, &from),
+                    headers,
+                    None,
+                    &what,
+                )
+                .await?;
+            match resp.status() {
+                StatusCode::CREATED => return Ok(BlobOutcome::Mounted),
+                StatusCode::ACCEPTED => {
+                    session = Some(self.location(&resp, &url, &what)?);
+                    break;
+                }
+                _ => continue,
+            }
+        }
+        let mut last_err = None;
+        for round in 0..3u32 {
+            if round > 0 {
+                tokio::time::sleep(self.backoff(round, None)).await;
+            }
+            let start = match session.take() {
+                Some(s) => s,
+                None => {
+                    let url = self.url(&format!("v2/{repo}/blobs/uploads/"))?;
+                    let mut headers = HeaderMap::new();
+                    headers.insert(CONTENT_LENGTH, header("0")?);
+                    let resp = self
+                        .send(Method::POST, url.clone(), &scope, headers, None, &what)
+                        .await?;
+                    let resp = self.check(resp, &what).await?;
+                    self.location(&resp, &url, &what)?
+                }
+            };
+            let id = digest.short();
+            progress.start(&id, size);
+            match self
+                .upload(start, digest, size, source, &scope, &what, meter, &id)
+                .await
+            {
+                Ok(()) => {
+                    progress.finish(&id);
+                    return Ok(BlobOutcome::Uploaded);
+                }
+                Err(
+                    e @ (RegistryError::Unauthorized { .. }
+                    | RegistryError::Image(_)
+                    | RegistryError::Config(_)),
+                ) => return Err(e),
+                Err(e) => {
+                    tracing::debug!(%digest, error = %e, "upload failed; starting a new upload session");
+                    progress.finish(&id);
+                    last_err = Some(e);
+                }
+            }
+        }
+        Err(last_err.unwrap_or_else(|| RegistryError::Config("upload failed".into())))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn upload(
+        &self,
+        mut location: Url,
+        digest: &Digest,
+        size: u64,
+        source: &BlobSource,
+        scope: &Scope,
+        what: &str,
+        meter: &UploadMeter,
+        id: &str,
+    ) -> Result<()> {
+        let (progress, counter) = (&meter.progress, &meter.bytes);
+        let chunk = self.opts.chunk_size.max(1);
+        let octet = header("application/octet-stream")?;
+        if size > chunk {
+            let mut offset = 0u64;
+            while offset < size {
+                let len = chunk.min(size - offset);
+                let mut headers = HeaderMap::new();
+                headers.insert(CONTENT_TYPE, octet.clone());
+                headers.insert(CONTENT_LENGTH, header(&len.to_string())?);
+                headers.insert(
+                    CONTENT_RANGE,
+                    header(&format!("{}-{}", offset, offset + len - 1))?,
+                );
+                let make = || {
+                    blob_body(
+                        source,
+                        offset,
+                        len,
+                        Arc::clone(counter),
+                        Some((Arc::clone(progress), id.to_string())),
+                    )
+                };
+                let resp = self
+                    .send(
+                        Method::PATCH,
+                        location.clone(),
+                        scope,
+                        headers,
+                        Some(&make),
+                        what,
+                    )
+                    .await?;
+                let resp = self.check(resp, what).await?;
+                location = self.location(&resp, &location, what)?;
+                offset += len;
+            }
+            let mut url = location.clone();
+            url.query_pairs_mut()
+                .append_pair("digest", &digest.to_string());
+            let mut headers = HeaderMap::new();
+            headers.insert(CONTENT_LENGTH, header("0")?);
+            let resp = self
+                .send(Method::PUT, url, scope, headers, None, what)
+                .await?;
+            self.check(resp, what).await?;
+        } else {
+            let mut url = location.clone();
+            url.query_pairs_mut()
+                .append_pair("digest", &digest.to_string());
+            let mut headers = HeaderMap::new();
+            headers.insert(CONTENT_TYPE, octet);
+            headers.insert(CONTENT_LENGTH, header(&size.to_string())?);
+            let make = || {
+                blob_body(
+                    source,
+                    0,
+                    size,
+                    Arc::clone(counter),
+                    Some((Arc::clone(progress), id.to_string())),
+                )
+            };
+            let resp = self
+                .send(Method::PUT, url, scope, headers, Some(&make), what)
+                .await?;
+            self.check(resp, what).await?;
+        }
+        Ok(())
+    }
+
+    /// Push `image` as `reference`. Layers held only uncompressed are
+    /// compressed first (and the result remembered in the store).
+    pub async fn push(
+        &self,
+        image: &Image,
+        reference: &Reference,
+        store: &Store,
+        opts: &PushOptions,
+        progress: Arc<dyn Progress>,
+    ) -> Result<Pushed> {
+        let repo = reference.repository().to_string();
+        let docker = media::is_docker_manifest(image.manifest_media_type());
+        let needs_compression = image
+            .layers()
+            .iter()
+            .any(|l| l.compression() == Compression::None);
+        let image = if needs_compression && opts.compression != Compression::None {
+            let layers: Vec<Layer> = stream::iter(image.layers().iter().cloned().map(|l| {
+                let store_root = store.root().to_path_buf();
+                let compression = opts.compression;
+                async move {
+                    if l.compression() != Compression::None {
+                        return Ok(l);
+                    }
+                    tokio::task::spawn_blocking(move || {
+                        let store = Store::open(&store_root)?;
+                        compressed_layer(&store, &l, compression, docker)
+                    })
+                    .await
+                    .map_err(|e| RegistryError::Config(format!("compression task failed: {e}")))?
+                }
+            }))
+            .buffered(2)
+            .try_collect()
+            .await?;
+            image.with_layer_blobs(layers)?
+        } else {
+            image.clone()
+        };
+        if let Some(d) = reference.digest() {
+            if *d != image.digest() {
+                return Err(RegistryError::Config(format!(
+                    "cannot push to {reference}: the image's digest is {}",
+                    image.digest()
+                )));
+            }
+        }
+        let counters = Arc::new(PushCounters::default());
+        let bytes = Arc::new(AtomicU64::new(0));
+        let tally = |outcome: BlobOutcome, counters: &PushCounters| match outcome {
+            BlobOutcome::Existing => counters.existing.fetch_add(1, Ordering::Relaxed),
+            BlobOutcome::Mounted => counters.mounted.fetch_add(1, Ordering::Relaxed),
+            BlobOutcome::Uploaded => counters.uploaded.fetch_add(1, Ordering::Relaxed),
+        };
+        let meter = UploadMeter {
+            progress: Arc::clone(&progress),
+            bytes: Arc::clone(&bytes),
+        };
+        stream::iter(image.layers().iter().map(|l| {
+            let counters = Arc::clone(&counters);
+            let repo = repo.clone();
+            let meter = &meter;
+            async move {
+                let o = self
+                    .push_blob(&repo, l.digest(), l.size(), l.source(), store, meter)
+                    .await?;
+                tally(o, &counters);
+                Ok::<_, RegistryError>(())
+            }
+        }))
+        .buffer_unordered(self.opts.parallel.max(1))
+        .try_collect::<Vec<_>>()
+        .await?;
+        let config = BlobSource::Bytes(Arc::new(image.config_raw().to_vec()));
+        let o = self
+            .push_blob(
+                &repo,
+                &image.config_digest(),
+                image.config_raw().len() as u64,
+                &config,
+                store,
+                &meter,
+            )
+            .await?;
+        tally(o, &counters);
+        let tag = match (reference.tag(), reference.digest()) {
+            (Some(t), _) => t.to_string(),
+            (None, Some(d)) => d.to_string(),
+            (None, None) => "latest".into(),
+        };
+        let digest = self
+            .put_manifest(
+                &repo,
+                &tag,
+                image.manifest_raw(),
+                image.manifest_media_type(),
+            )
+            .await?;
+        let mut all: Vec<Digest> = image.layers().iter().map(|l| l.digest().clone()).collect();
+        all.push(image.config_digest());
+        let _ = record_blob_source(store, &self.name, &repo, all.iter());
+        Ok(Pushed {
+            digest,
+            image,
+            blobs_uploaded: counters.uploaded.load(Ordering::Relaxed),
+            bytes_uploaded: bytes.load(Ordering::Relaxed),
+            blobs_mounted: counters.mounted.load(Ordering::Relaxed),
+            blobs_existing: counters.existing.load(Ordering::Relaxed),
+        })
+    }
+}
