@@ -25,8 +25,17 @@ pub fn next_link(header: &str) -> Option<String> {
 impl Registry {
     /// All tags of a repository.
     pub async fn list_tags(&self, repo: &str) -> Result<Vec<String>> {
+        self.list_tags_paged(repo, None).await
+    }
+
+    /// All tags, asking for pages of `page_size` (the registry may choose
+    /// its own) and following `Link` headers to the end.
+    pub async fn list_tags_paged(&self, repo: &str, page_size: Option<usize>) -> Result<Vec<String>> {
         let mut tags = Vec::new();
         let mut url = self.url(&format!("v2/{repo}/tags/list"))?;
+        if let Some(n) = page_size {
+            url.query_pairs_mut().append_pair("n", &n.to_string());
+        }
         for _page in 0..10_000 {
             let what = format!("tags of {repo}");
             let resp = self

@@ -14,7 +14,10 @@ pub fn require_tool(tool: &str) -> bool {
         .map(|paths| std::env::split_paths(&paths).any(|d| d.join(tool).is_file()))
         .unwrap_or(false);
     if !found {
-        if std::env::var("CI").map(|v| v == "true" || v == "1").unwrap_or(false) {
+        if std::env::var("CI")
+            .map(|v| v == "true" || v == "1")
+            .unwrap_or(false)
+        {
             panic!("required tool {tool} is not installed; .ci/run must install it");
         }
         eprintln!("SKIP: {tool} is not installed");
@@ -24,7 +27,9 @@ pub fn require_tool(tool: &str) -> bool {
 
 /// Run a command, panicking with its output if it fails.
 pub fn run_ok(cmd: &mut Command) -> Output {
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
     assert!(
         out.status.success(),
         "{cmd:?} failed ({}):\nstdout: {}\nstderr: {}",
@@ -75,7 +80,10 @@ impl Dockerd {
         if !require_tool("dockerd") || !require_tool("docker") {
             return None;
         }
-        let dir = tempfile::Builder::new().prefix("dockyard-dockerd-").tempdir().expect("temp dir");
+        let dir = tempfile::Builder::new()
+            .prefix("dockyard-dockerd-")
+            .tempdir()
+            .expect("temp dir");
         let d = dir.path();
         let log = std::fs::File::create(d.join("log")).expect("log file");
         let child = Command::new("dockerd")
@@ -95,12 +103,18 @@ impl Dockerd {
         let daemon = Dockerd { dir, child };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let ok = daemon.docker().arg("version").output().map(|o| o.status.success()).unwrap_or(false);
+            let ok = daemon
+                .docker()
+                .arg("version")
+                .output()
+                .map(|o| o.status.success())
+                .unwrap_or(false);
             if ok {
                 return Some(daemon);
             }
             if Instant::now() > deadline {
-                let log = std::fs::read_to_string(daemon.dir.path().join("log")).unwrap_or_default();
+                let log =
+                    std::fs::read_to_string(daemon.dir.path().join("log")).unwrap_or_default();
                 panic!("dockerd did not come up in 60 s; its log:\n{log}");
             }
             std::thread::sleep(Duration::from_millis(250));
@@ -110,7 +124,10 @@ impl Dockerd {
     /// A `docker` command talking to this daemon.
     pub fn docker(&self) -> Command {
         let mut c = Command::new("docker");
-        c.arg("-H").arg(format!("unix://{}", self.dir.path().join("d.sock").display()));
+        c.arg("-H").arg(format!(
+            "unix://{}",
+            self.dir.path().join("d.sock").display()
+        ));
         c
     }
 }
@@ -118,7 +135,9 @@ impl Dockerd {
 impl Drop for Dockerd {
     fn drop(&mut self) {
         // SIGTERM lets dockerd stop its containerd too.
-        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
