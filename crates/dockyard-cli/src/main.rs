@@ -445,33 +445,43 @@ fn run(cli: Cli) -> CliResult {
             json,
             platform,
         } => {
-            let image = read(&src, parse_platform(&platform)?, &reg)?;
-            let mut out = std::io::stdout().lock();
-            let w = |out: &mut std::io::StdoutLock, b: &[u8]| {
-                out.write_all(b).and_then(|_| out.flush())
+            // Registry images are inspected without fetching their layers.
+            let (top_raw, manifest_raw, config_raw) = match location(&src)? {
+                Location::Registry(r) => {
+                    let rt = registry::runtime()?;
+                    let client = registry::connect(&rt, r.registry(), &reg)?;
+                    let remote =
+                        rt.block_on(client.inspect(&r, parse_platform(&platform)?.as_ref()))?;
+                    (remote.top.bytes, remote.manifest.bytes, remote.config)
+                }
+                _ => {
+                    let image = read(&src, parse_platform(&platform)?, &reg)?;
+                    let m = image.manifest_raw().to_vec();
+                    (m.clone(), m, image.config_raw().to_vec())
+                }
             };
-            if raw {
-                return w(&mut out, image.manifest_raw()).map_err(|e| Failure {
-                    code: 2,
-                    message: e.to_string(),
-                });
-            }
-            if config {
-                return w(&mut out, image.config_raw()).map_err(|e| Failure {
-                    code: 2,
-                    message: e.to_string(),
-                });
-            }
-            let summary = summary(&src, &image);
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&summary).unwrap_or_default()
-                );
+            let mut out = std::io::stdout().lock();
+            let printed = if raw {
+                out.write_all(&top_raw).and_then(|_| out.flush())
+            } else if config {
+                out.write_all(&config_raw).and_then(|_| out.flush())
             } else {
-                print_summary(&summary);
-            }
-            Ok(())
+                let summary = summary(&src, &manifest_raw, &config_raw)?;
+                if json {
+                    writeln!(
+                        out,
+                        "{}",
+                        serde_json::to_string_pretty(&summary).unwrap_or_default()
+                    )
+                } else {
+                    print_summary(&summary);
+                    Ok(())
+                }
+            };
+            printed.map_err(|e| Failure {
+                code: 2,
+                message: format!("writing to stdout: {e}"),
+            })
         }
         Command::Export { src, dir, platform } => {
             let image = read(&src, parse_platform(&platform)?, &reg)?;
@@ -592,23 +602,43 @@ fn mutate(args: MutateArgs, reg: &RegistryArgs) -> CliResult {
     Ok(())
 }
 
-fn summary(src: &str, image: &Image) -> Value {
-    let config = image.config_json();
+fn summary(src: &str, manifest_raw: &[u8], config_raw: &[u8]) -> CliResult<Value> {
+    use dockyard_image::image::{config_diff_ids, ManifestInfo};
+    let manifest: Value =
+        serde_json::from_slice(manifest_raw).map_err(|e| usage(format!("{src}: manifest: {e}")))?;
+    let info = ManifestInfo::from_value(&format!("{src} manifest"), &manifest)?;
+    let config: Value =
+        serde_json::from_slice(config_raw).map_err(|e| usage(format!("{src}: config: {e}")))?;
+    let diff_ids = config_diff_ids(&format!("{src} config"), &config)?;
     let c = config.get("config").cloned().unwrap_or(Value::Null);
     let pick = |k: &str| c.get(k).cloned().unwrap_or(Value::Null);
-    json!({
+    let text = |k: &str| {
+        config
+            .get(k)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    let mut platform = format!("{}/{}", text("os"), text("architecture"));
+    if !text("variant").is_empty() {
+        platform = format!("{platform}/{}", text("variant"));
+    }
+    let size = manifest_raw.len() as u64
+        + config_raw.len() as u64
+        + info.layers.iter().map(|l| l.size).sum::<u64>();
+    Ok(json!({
         "source": src,
-        "digest": image.digest().to_string(),
-        "mediaType": image.manifest_media_type(),
-        "platform": image.platform().to_string(),
+        "digest": dockyard_image::Digest::sha256_of(manifest_raw).to_string(),
+        "mediaType": info.media_type,
+        "platform": platform,
         "created": config.get("created").cloned().unwrap_or(Value::Null),
-        "configDigest": image.config_digest().to_string(),
-        "size": image.total_size(),
-        "layers": image.layers().iter().map(|l| json!({
-            "digest": l.digest().to_string(),
-            "diffId": l.diff_id().to_string(),
-            "size": l.size(),
-            "mediaType": l.media_type(),
+        "configDigest": info.config.digest.to_string(),
+        "size": size,
+        "layers": info.layers.iter().enumerate().map(|(i, l)| json!({
+            "digest": l.digest.to_string(),
+            "diffId": diff_ids.get(i).map(|d| d.to_string()),
+            "size": l.size,
+            "mediaType": l.media_type,
         })).collect::<Vec<_>>(),
         "config": {
             "Env": pick("Env"),
@@ -619,7 +649,7 @@ fn summary(src: &str, image: &Image) -> Value {
             "Labels": pick("Labels"),
             "ExposedPorts": pick("ExposedPorts"),
         },
-    })
+    }))
 }
 
 fn human_size(n: u64) -> String {

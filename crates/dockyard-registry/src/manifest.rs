@@ -178,3 +178,95 @@ impl Registry {
         }
     }
 }
+
+/// A remote image's manifests and config, without its layers.
+#[derive(Clone, Debug)]
+pub struct RemoteImage {
+    /// What the reference names (an index or a manifest), as served.
+    pub top: FetchedManifest,
+    /// The image manifest (for an index: the one for the platform).
+    pub manifest: FetchedManifest,
+    pub config: Vec<u8>,
+}
+
+impl Registry {
+    /// GET a small blob (a config) whole, verified against its descriptor.
+    pub async fn fetch_blob_bytes(
+        &self,
+        repo: &str,
+        d: &dockyard_image::image::DescriptorInfo,
+        limit: u64,
+    ) -> Result<Vec<u8>> {
+        let what = format!("blob {} of {repo}", d.digest);
+        if d.size > limit {
+            return Err(RegistryError::Http {
+                registry: self.name.clone(),
+                what,
+                status: 200,
+                body: format!("{} bytes is more than the {limit} allowed here", d.size),
+            });
+        }
+        let url = self.url(&format!("v2/{repo}/blobs/{}", d.digest))?;
+        let resp = self.get_ok(url, &Scope::pull(repo), None, &what).await?;
+        let mut bytes = Vec::with_capacity(d.size as usize);
+        let mut stream = resp.bytes_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| RegistryError::Network {
+                registry: self.name.clone(),
+                what: what.clone(),
+                reason: crate::client::describe(&e),
+            })?;
+            bytes.extend_from_slice(&chunk);
+            if bytes.len() as u64 > d.size {
+                break;
+            }
+        }
+        let actual = Digest::sha256_of(&bytes);
+        if actual != d.digest {
+            return Err(RegistryError::DigestMismatch {
+                registry: self.name.clone(),
+                what,
+                expected: d.digest.clone(),
+                actual,
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// Manifest(s) and config of `reference`, for inspection.
+    pub async fn inspect(
+        &self,
+        reference: &dockyard_image::Reference,
+        platform: Option<&dockyard_image::Platform>,
+    ) -> Result<RemoteImage> {
+        let repo = reference.repository();
+        let tag_or_digest = match (reference.digest(), reference.tag()) {
+            (Some(d), _) => d.to_string(),
+            (None, Some(t)) => t.to_string(),
+            (None, None) => "latest".to_string(),
+        };
+        let top = self.fetch_manifest(repo, &tag_or_digest).await?;
+        let manifest = if top.is_index() {
+            let index: serde_json::Value =
+                serde_json::from_slice(&top.bytes).map_err(|e| dockyard_image::Error::Json {
+                    what: format!("index {}", top.digest),
+                    source: e,
+                })?;
+            let child =
+                dockyard_image::transport::layout::select_platform(&index, &top.digest, platform)?;
+            self.fetch_manifest(repo, &child.digest.to_string()).await?
+        } else {
+            top.clone()
+        };
+        let info = dockyard_image::image::ManifestInfo::parse(
+            &format!("manifest {}", manifest.digest),
+            &manifest.bytes,
+        )?;
+        let config = self.fetch_blob_bytes(repo, &info.config, 64 << 20).await?;
+        Ok(RemoteImage {
+            top,
+            manifest,
+            config,
+        })
+    }
+}

@@ -30,7 +30,11 @@ impl Registry {
 
     /// All tags, asking for pages of `page_size` (the registry may choose
     /// its own) and following `Link` headers to the end.
-    pub async fn list_tags_paged(&self, repo: &str, page_size: Option<usize>) -> Result<Vec<String>> {
+    pub async fn list_tags_paged(
+        &self,
+        repo: &str,
+        page_size: Option<usize>,
+    ) -> Result<Vec<String>> {
         let mut tags = Vec::new();
         let mut url = self.url(&format!("v2/{repo}/tags/list"))?;
         if let Some(n) = page_size {

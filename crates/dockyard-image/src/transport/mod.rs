@@ -91,6 +91,11 @@ impl FromStr for Location {
             }
         }
         // A bare reference names an image in the local store.
+        let path = std::path::Path::new(s);
+        if (s.contains('/') || s.ends_with(".tar")) && path.exists() {
+            let hint = if path.is_dir() { "oci:" } else { "docker-archive: or oci-archive:" };
+            return Err(Error::Usage(format!("{s} is a path, not an image reference: prefix it with {hint}")));
+        }
         Ok(Location::Store(s.parse()?))
     }
 }
