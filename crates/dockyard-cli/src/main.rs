@@ -179,8 +179,14 @@ struct MutateArgs {
     /// Delete a path of the lower layers (an OCI whiteout in the new layer).
     #[arg(long, value_name = "IMAGEPATH")]
     delete: Vec<String>,
-    /// Remove the layer at index N (0 = base), or the top layer without N.
-    #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = "top")]
+    /// Remove the layer at index N (`--remove-layer=N`, 0 = base), or the top layer (`--remove-layer`).
+    #[arg(
+        long,
+        value_name = "N",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "top"
+    )]
     remove_layer: Vec<String>,
     /// Set the platform in the config (os/arch[/variant]); for `scratch`, the platform to start from.
     #[arg(long)]
@@ -212,7 +218,15 @@ pub(crate) fn usage(message: impl Into<String>) -> Failure {
 pub(crate) type CliResult<T = ()> = Result<T, Failure>;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // Help and version are not errors; bad usage is a user error (1).
+            let code = if e.use_stderr() { 1 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
     let filter = if cli.verbose { "debug" } else { "warn" };
     let _ = tracing_subscriber::fmt()
         .with_env_filter(

@@ -21,6 +21,12 @@ impl AtomicFile {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
         };
+        if !dir.is_dir() {
+            return Err(crate::error::Error::Io {
+                path: dir.to_path_buf(),
+                source: io::Error::new(io::ErrorKind::NotFound, "output directory does not exist"),
+            });
+        }
         let temp = tempfile::Builder::new()
             .prefix(".dockyard-tmp-")
             .tempfile_in(dir)

@@ -15,8 +15,11 @@ use crate::atomic::{write_atomic, AtomicFile};
 use crate::digest::{unwrap_io, Digest, VerifyingReader};
 use crate::error::{Error, IoContext, Result};
 use crate::image::{parse_json, DescriptorInfo, Image};
+use crate::media::Compression;
 use crate::progress::Progress;
 use crate::transport::layout::{self, blob_path, BlobProvider, LayoutDir};
+
+const COMPRESSED_TABLE_PREFIX: &str = "compressed-";
 
 pub struct Store {
     root: PathBuf,
@@ -201,8 +204,9 @@ impl Store {
         Ok(removed)
     }
 
-    /// Delete blobs no image in index.json reaches (and no side table
-    /// names). Returns (blobs removed, bytes freed).
+    /// Delete blobs no image in index.json reaches, except the recorded
+    /// compressed forms of reachable layers (their records go with them
+    /// otherwise). Returns (blobs removed, bytes freed).
     pub fn prune(&self) -> Result<(usize, u64)> {
         let provider = LayoutDir(self.root.clone());
         let mut keep: HashSet<String> = HashSet::new();
@@ -235,6 +239,34 @@ impl Store {
                 stack.extend(ls.iter().cloned());
             }
         }
+        // Compressed forms of layers still in use stay; stale records go.
+        let tables = self.root.join("dockyard");
+        for table in fs::read_dir(&tables).at(&tables)?.flatten() {
+            let name = table.file_name().to_string_lossy().to_string();
+            if !name.starts_with(COMPRESSED_TABLE_PREFIX) {
+                continue;
+            }
+            let records = self.side_table(&name);
+            for rec in fs::read_dir(table.path()).at(table.path())?.flatten() {
+                let key = rec.file_name().to_string_lossy().to_string();
+                if key.starts_with('.') {
+                    continue;
+                }
+                if keep.contains(&key) {
+                    if let Ok(Some(v)) = records.get(&key) {
+                        if let Some(d) = v
+                            .get("digest")
+                            .and_then(Value::as_str)
+                            .and_then(|d| d.parse::<Digest>().ok())
+                        {
+                            keep.insert(d.hex().to_string());
+                        }
+                    }
+                } else {
+                    fs::remove_file(rec.path()).at(rec.path())?;
+                }
+            }
+        }
         let dir = self.root.join("blobs").join("sha256");
         let mut removed = 0;
         let mut freed = 0;
@@ -260,15 +292,44 @@ impl Store {
         }
     }
 
-    /// Remember which compressed blob holds a diff_id (so a re-push never
-    /// recompresses).
-    pub fn record_compressed(&self, diff_id: &Digest, descriptor: &Value) -> Result<()> {
-        self.side_table("diffid-to-blob")
+    fn compressed_table(compression: Compression) -> String {
+        let name = match compression {
+            Compression::None => "none",
+            Compression::Gzip => "gzip",
+            Compression::Zstd => "zstd",
+        };
+        format!("{COMPRESSED_TABLE_PREFIX}{name}")
+    }
+
+    /// Remember which compressed blob holds a diff_id, so a re-push never
+    /// recompresses. `descriptor` has at least `digest` (and `mediaType`).
+    pub fn record_compressed(
+        &self,
+        diff_id: &Digest,
+        compression: Compression,
+        descriptor: &Value,
+    ) -> Result<()> {
+        self.side_table(&Store::compressed_table(compression))
             .put(diff_id.hex(), descriptor)
     }
 
-    pub fn lookup_compressed(&self, diff_id: &Digest) -> Result<Option<Value>> {
-        self.side_table("diffid-to-blob").get(diff_id.hex())
+    /// The recorded compressed form of a diff_id, if its blob is stored.
+    pub fn lookup_compressed(
+        &self,
+        diff_id: &Digest,
+        compression: Compression,
+    ) -> Result<Option<(Digest, Value)>> {
+        let Some(rec) = self
+            .side_table(&Store::compressed_table(compression))
+            .get(diff_id.hex())?
+        else {
+            return Ok(None);
+        };
+        let digest = rec
+            .get("digest")
+            .and_then(Value::as_str)
+            .and_then(|d| d.parse::<Digest>().ok());
+        Ok(digest.filter(|d| self.has_blob(d)).map(|d| (d, rec)))
     }
 }
 

@@ -70,13 +70,6 @@ enum BlobOutcome {
     Uploaded,
 }
 
-fn table_name(c: Compression) -> &'static str {
-    match c {
-        Compression::Zstd => "diffid-to-zstd",
-        _ => "diffid-to-gzip",
-    }
-}
-
 /// The compressed form of an uncompressed layer: from the store's side
 /// table when it was compressed before, else compressed now (deterministic)
 /// and remembered.
@@ -86,24 +79,15 @@ pub fn compressed_layer(
     compression: Compression,
     docker: bool,
 ) -> Result<Layer> {
-    let table = store.side_table(table_name(compression));
     let media_type = compression.layer_media_type(docker).to_string();
-    if let Some(rec) = table.get(layer.diff_id().hex())? {
-        let digest = rec
-            .get("digest")
-            .and_then(|d| d.as_str())
-            .and_then(|d| d.parse::<Digest>().ok());
-        if let Some(digest) = digest {
-            if store.has_blob(&digest) {
-                let source = BlobSource::whole_file(&store.blob_path(&digest))?;
-                return Ok(Layer::new(
-                    digest,
-                    media_type,
-                    layer.diff_id().clone(),
-                    source,
-                )?);
-            }
-        }
+    if let Some((digest, _)) = store.lookup_compressed(layer.diff_id(), compression)? {
+        let source = BlobSource::whole_file(&store.blob_path(&digest))?;
+        return Ok(Layer::new(
+            digest,
+            media_type,
+            layer.diff_id().clone(),
+            source,
+        )?);
     }
     let dir = store.root().join("blobs").join("sha256");
     let temp = tempfile::Builder::new()
@@ -134,9 +118,11 @@ pub fn compressed_layer(
         path: dest.clone(),
         source: e.error,
     })?;
-    table.put(
-        layer.diff_id().hex(),
-        &json!({"digest": digest.to_string(), "mediaType": media_type}),
+    let size = std::fs::metadata(&dest).map(|m| m.len()).unwrap_or(0);
+    store.record_compressed(
+        layer.diff_id(),
+        compression,
+        &json!({"digest": digest.to_string(), "mediaType": media_type, "size": size}),
     )?;
     let source = BlobSource::whole_file(&dest)?;
     Ok(Layer::new(

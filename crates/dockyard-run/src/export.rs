@@ -133,6 +133,9 @@ impl Rootfs<'_> {
             return Ok(());
         }
         if let Some(hidden) = name.strip_prefix(b".wh.") {
+            if hidden.is_empty() || hidden == b"." || hidden == b".." || hidden.contains(&b'/') {
+                return Err(unsafe_path(&raw, "whiteout of an invalid name"));
+            }
             let mut target = comps.clone();
             *target
                 .last_mut()

@@ -248,8 +248,12 @@ fn read_v10(index: &TarIndex, wanted: Option<&str>) -> Result<Image> {
                 .collect()
         }
     };
-    let top = match (chosen.len(), wanted) {
-        (1, _) => chosen[0].1.clone(),
+    // Several tags of one image are one image.
+    let mut ids: Vec<&String> = chosen.iter().map(|(_, id)| id).collect();
+    ids.sort();
+    ids.dedup();
+    let top = match (ids.len(), wanted) {
+        (1, _) => ids[0].clone(),
         (0, Some(w)) => {
             return Err(Error::ImageNotFound {
                 location: path.display().to_string(),

@@ -390,20 +390,48 @@ pub fn manifest_descriptor(image: &Image, ref_name: Option<&str>) -> Value {
 
 /// Write `image` into the layout at `dir` (created if missing; its parent
 /// must exist), tagged `ref_name`. Blobs already there are not rewritten.
+/// A new layout is built in a temporary directory and renamed into place
+/// when complete, so a failed copy leaves nothing behind.
 pub fn write_layout_dir(
     dir: &Path,
     image: &Image,
     ref_name: Option<&str>,
     progress: &dyn Progress,
 ) -> Result<()> {
-    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-        if !parent.is_dir() {
-            return Err(Error::Io {
-                path: parent.to_path_buf(),
-                source: io::Error::new(io::ErrorKind::NotFound, "output directory does not exist"),
-            });
-        }
+    let parent = match dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    if !parent.is_dir() {
+        return Err(Error::Io {
+            path: parent,
+            source: io::Error::new(io::ErrorKind::NotFound, "output directory does not exist"),
+        });
     }
+    if dir.exists() {
+        return fill_layout_dir(dir, image, ref_name, progress);
+    }
+    let temp = tempfile::Builder::new()
+        .prefix(".dockyard-tmp-layout-")
+        .tempdir_in(&parent)
+        .at(&parent)?;
+    fill_layout_dir(temp.path(), image, ref_name, progress)?;
+    let built = temp.keep();
+    fs::rename(&built, dir).map_err(|e| {
+        let _ = fs::remove_dir_all(&built);
+        Error::Io {
+            path: dir.to_path_buf(),
+            source: e,
+        }
+    })
+}
+
+fn fill_layout_dir(
+    dir: &Path,
+    image: &Image,
+    ref_name: Option<&str>,
+    progress: &dyn Progress,
+) -> Result<()> {
     let blobs = dir.join("blobs").join("sha256");
     fs::create_dir_all(&blobs).at(&blobs)?;
     let layout_file = dir.join("oci-layout");

@@ -90,11 +90,32 @@ impl FromStr for Location {
                 )));
             }
         }
+        if let Some((scheme, _)) = s.split_once("://") {
+            return Err(Error::Usage(format!(
+                "{s}: unknown transport {scheme}://; use docker://, docker-archive:, oci:, oci-archive:, store: or scratch"
+            )));
+        }
+        if let Some((t, rest)) = s.split_once(':') {
+            let looks_like_transport = !t.is_empty()
+                && t.bytes().all(|b| b.is_ascii_lowercase() || b == b'-')
+                && (rest.contains('/') || rest.ends_with(".tar") || rest.ends_with(".tar.gz"));
+            if looks_like_transport && !t.contains('.') {
+                return Err(Error::Usage(format!(
+                    "{s}: unknown transport {t}:; use docker://, docker-archive:, oci:, oci-archive:, store: or scratch"
+                )));
+            }
+        }
         // A bare reference names an image in the local store.
         let path = std::path::Path::new(s);
         if (s.contains('/') || s.ends_with(".tar")) && path.exists() {
-            let hint = if path.is_dir() { "oci:" } else { "docker-archive: or oci-archive:" };
-            return Err(Error::Usage(format!("{s} is a path, not an image reference: prefix it with {hint}")));
+            let hint = if path.is_dir() {
+                "oci:"
+            } else {
+                "docker-archive: or oci-archive:"
+            };
+            return Err(Error::Usage(format!(
+                "{s} is a path, not an image reference: prefix it with {hint}"
+            )));
         }
         Ok(Location::Store(s.parse()?))
     }

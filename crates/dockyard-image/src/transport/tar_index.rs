@@ -72,11 +72,22 @@ impl TarIndex {
         let mut members = HashMap::new();
         let entries = archive
             .entries_with_seek()
-            .map_err(|e| invalid(path, format!("not a tar file: {e}")))?;
+            .map_err(|_| invalid(path, "not a tar file"))?;
         let mut count = 0usize;
         for entry in entries {
-            let entry =
-                entry.map_err(|e| invalid(path, format!("corrupt or truncated tar: {e}")))?;
+            let entry = entry.map_err(|e| {
+                if count == 0 {
+                    invalid(path, "not a tar file")
+                } else {
+                    invalid(
+                        path,
+                        format!(
+                            "corrupt or truncated tar after {count} members: {}",
+                            printable(&e.to_string())
+                        ),
+                    )
+                }
+            })?;
             count += 1;
             let name = String::from_utf8_lossy(&entry.path_bytes()).to_string();
             let name = clean_name(&name);
@@ -152,4 +163,13 @@ impl TarIndex {
     pub fn names(&self) -> impl Iterator<Item = &String> {
         self.members.keys()
     }
+}
+
+/// An error text safe to print: no control characters, bounded length
+/// (tar errors may quote raw header bytes).
+fn printable(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .take(160)
+        .collect()
 }

@@ -1,0 +1,527 @@
+//! The local store: a valid OCI layout, atomic verified blobs (also with
+//! two processes writing the same blob), names, prune, side tables.
+
+use std::fs;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use dockyard_image::progress::Silent;
+use dockyard_image::tar::{LayerBuilder, LayerOptions};
+use dockyard_image::{ConfigEdit, Digest, Image, Layer, Platform, Store};
+use dockyard_testsupport::{require_tool, run_ok};
+use serde_json::{json, Value};
+use sha2::{Digest as _, Sha256};
+
+fn sha256(bytes: &[u8]) -> String {
+    format!("sha256:{:x}", Sha256::digest(bytes))
+}
+
+fn layer(dir: &Path, name: &str, contents: &str) -> Layer {
+    let mut b = LayerBuilder::new(LayerOptions {
+        mtime: 0,
+        keep_owner: false,
+    });
+    b.add_contents(name, contents.as_bytes().to_vec(), 0o644)
+        .unwrap();
+    b.build(dir).unwrap()
+}
+
+fn image(dir: &Path, layers: &[(&str, &str)], label: &str) -> Image {
+    let mut img = Image::scratch(&Platform::host()).with_created(0);
+    for (name, contents) in layers {
+        img = img.append_layer(layer(dir, name, contents), &format!("add {name}"));
+    }
+    img.with_config_edits(&[
+        ConfigEdit::Label("which".into(), label.into()),
+        ConfigEdit::Cmd(vec!["/bin/sh".into()]),
+    ])
+}
+
+fn blob_names(store: &Store) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(store.root().join("blobs/sha256"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+fn image_blobs(img: &Image) -> Vec<String> {
+    let mut v = vec![
+        img.digest().hex().to_string(),
+        img.config_digest().hex().to_string(),
+    ];
+    v.extend(img.layers().iter().map(|l| l.digest().hex().to_string()));
+    v
+}
+
+#[test]
+fn a_store_is_an_oci_layout() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("store");
+    let store = Store::open(&root).unwrap();
+    let layout: Value =
+        serde_json::from_slice(&fs::read(root.join("oci-layout")).unwrap()).unwrap();
+    assert_eq!(layout["imageLayoutVersion"], "1.0.0");
+    let index: Value = serde_json::from_slice(&fs::read(root.join("index.json")).unwrap()).unwrap();
+    assert_eq!(index["schemaVersion"], 2);
+    assert_eq!(index["manifests"], json!([]));
+    assert!(root.join("blobs/sha256").is_dir());
+    assert!(store.list().unwrap().is_empty());
+    // Opening again keeps what is there.
+    let d = store.put_bytes(b"kept").unwrap();
+    let again = Store::open(&root).unwrap();
+    assert!(again.has_blob(&d));
+    assert_eq!(fs::read(again.blob_path(&d)).unwrap(), b"kept");
+    assert_eq!(d.to_string(), sha256(b"kept"));
+}
+
+#[test]
+fn umoci_unpacks_an_image_put_in_the_store() {
+    if !require_tool("umoci") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("store");
+    let store = Store::open(&root).unwrap();
+    let img = image(
+        tmp.path(),
+        &[
+            ("/etc/motd", "hello from dockyard\n"),
+            ("/bin/tool", "#!/bin/sh\n"),
+        ],
+        "umoci",
+    );
+    let name = "docker.io/library/t:1";
+    store.put_image(&img, Some(name), &Silent).unwrap();
+    let bundle = tmp.path().join("bundle");
+    run_ok(
+        Command::new("umoci")
+            .arg("unpack")
+            .arg("--rootless")
+            .arg("--image")
+            .arg(format!("{}:{name}", root.display()))
+            .arg(&bundle),
+    );
+    assert_eq!(
+        fs::read_to_string(bundle.join("rootfs/etc/motd")).unwrap(),
+        "hello from dockyard\n"
+    );
+    assert_eq!(
+        fs::read_to_string(bundle.join("rootfs/bin/tool")).unwrap(),
+        "#!/bin/sh\n"
+    );
+    let config: Value =
+        serde_json::from_slice(&fs::read(bundle.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["process"]["args"], json!(["/bin/sh"]));
+    // And the store reads it back under any spelling of the name.
+    for spelling in [name, "t:1", "library/t:1"] {
+        let back = store.get_image(spelling).unwrap();
+        assert_eq!(back.digest(), img.digest(), "{spelling}");
+    }
+}
+
+#[test]
+fn put_blob_with_wrong_content_stores_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(&tmp.path().join("store")).unwrap();
+    let claimed: Digest = sha256(b"the real content").parse().unwrap();
+    let actual = sha256(b"something else!!");
+    let err = store
+        .put_blob(&claimed, None, &b"something else!!"[..])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(&claimed.to_string()) && err.contains(&actual),
+        "both digests named: {err}"
+    );
+    assert!(!store.has_blob(&claimed));
+    assert!(
+        blob_names(&store).is_empty(),
+        "no blob, no temp file: {:?}",
+        blob_names(&store)
+    );
+    // A size that does not match is refused too.
+    let right: Digest = sha256(b"abc").parse().unwrap();
+    let err = store
+        .put_blob(&right, Some(4), &b"abc"[..])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("expected 4 bytes") && err.contains("got 3"),
+        "{err}"
+    );
+    assert!(blob_names(&store).is_empty(), "{:?}", blob_names(&store));
+    // A reader that fails half-way leaves nothing either.
+    struct Failing(usize);
+    impl Read for Failing {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.0 == 0 {
+                return Err(io::Error::other("network gone"));
+            }
+            self.0 -= 1;
+            buf[0] = b'x';
+            Ok(1)
+        }
+    }
+    let err = store
+        .put_blob(&right, None, Failing(2))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("network gone"), "{err}");
+    assert!(blob_names(&store).is_empty(), "{:?}", blob_names(&store));
+    // The right content goes in.
+    store.put_blob(&right, Some(3), &b"abc"[..]).unwrap();
+    assert_eq!(blob_names(&store), [right.hex().to_string()]);
+}
+
+const WRITER_ENV: &str = "DOCKYARD_TEST_STORE_WRITER";
+const BIG: usize = 64 << 20;
+
+/// Deterministic, incompressible-looking content (xorshift).
+fn big_content() -> Vec<u8> {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut v = Vec::with_capacity(BIG);
+    while v.len() < BIG {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.extend_from_slice(&x.to_le_bytes());
+    }
+    v.truncate(BIG);
+    v
+}
+
+/// Yields `data`, pausing half-way: it creates `mark`, then waits for `go`
+/// (so both writer processes are inside `put_blob` at the same time, and
+/// the parent can look at the store meanwhile).
+struct Rendezvous {
+    data: Vec<u8>,
+    pos: usize,
+    mark: PathBuf,
+    go: PathBuf,
+    waited: bool,
+}
+
+impl Read for Rendezvous {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if !self.waited && self.pos >= self.data.len() / 2 {
+            fs::write(&self.mark, b"").unwrap();
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while !self.go.exists() {
+                assert!(Instant::now() < deadline, "the parent never said go");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            self.waited = true;
+        }
+        let end = if self.waited {
+            self.data.len()
+        } else {
+            self.data.len() / 2
+        };
+        let n = buf.len().min(end - self.pos);
+        buf[..n].copy_from_slice(&self.data[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+/// Not a test of its own: the body of a writer process spawned by
+/// `two_processes_write_the_same_blob`. Does nothing without its env var.
+#[test]
+fn concurrent_writer_helper() {
+    let Ok(spec) = std::env::var(WRITER_ENV) else {
+        return;
+    };
+    let v: Value = serde_json::from_str(&spec).unwrap();
+    let root = PathBuf::from(v["root"].as_str().unwrap());
+    let digest: Digest = v["digest"].as_str().unwrap().parse().unwrap();
+    let me = v["me"].as_str().unwrap();
+    let sync = PathBuf::from(v["sync"].as_str().unwrap());
+    let store = Store::open(&root).unwrap();
+    let reader = Rendezvous {
+        data: big_content(),
+        pos: 0,
+        mark: sync.join(me),
+        go: sync.join("go"),
+        waited: false,
+    };
+    let path = store
+        .put_blob(&digest, Some(BIG as u64), reader)
+        .expect("put_blob in a writer process");
+    println!("WRITER {me} STORED {}", path.display());
+}
+
+#[test]
+fn two_processes_write_the_same_blob() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("store");
+    let sync = tmp.path().join("sync");
+    fs::create_dir(&sync).unwrap();
+    let content = big_content();
+    let digest = sha256(&content);
+    let exe = std::env::current_exe().unwrap();
+    let spawn = |me: &str| {
+        let spec = json!({
+            "root": root.display().to_string(),
+            "digest": digest,
+            "me": me,
+            "sync": sync.display().to_string(),
+        });
+        Command::new(&exe)
+            .args([
+                "--exact",
+                "concurrent_writer_helper",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(WRITER_ENV, spec.to_string())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let a = spawn("a");
+    let b = spawn("b");
+    // Wait until both writers are half-way through the blob.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !(sync.join("a").exists() && sync.join("b").exists()) {
+        assert!(Instant::now() < deadline, "the writers never got half-way");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let d: Digest = digest.parse().unwrap();
+    let blobs = root.join("blobs/sha256");
+    assert!(
+        !blobs.join(d.hex()).exists(),
+        "a half-written blob is visible under its digest"
+    );
+    let temps = fs::read_dir(&blobs)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with('.')
+        })
+        .count();
+    assert_eq!(temps, 2, "each writer has its own temp file");
+    fs::write(sync.join("go"), b"").unwrap();
+    for (me, child) in [("a", a), ("b", b)] {
+        let out = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "writer {me} failed:\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            stdout.contains(&format!("WRITER {me} STORED")),
+            "writer {me} really ran: {stdout}"
+        );
+        assert!(stdout.contains("1 passed"), "{stdout}");
+    }
+    let store = Store::open(&root).unwrap();
+    let stored = fs::read(store.blob_path(&d)).unwrap();
+    assert_eq!(stored.len(), BIG);
+    assert_eq!(sha256(&stored), digest, "the blob is intact");
+    assert_eq!(
+        blob_names(&store),
+        [d.hex().to_string()],
+        "no temp files left"
+    );
+}
+
+#[test]
+fn list_remove_name_and_prune() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(&tmp.path().join("store")).unwrap();
+    // a and b share their base layer.
+    let a = image(tmp.path(), &[("/base", "shared"), ("/a", "only a")], "a");
+    let b = image(tmp.path(), &[("/base", "shared"), ("/b", "only b")], "b");
+    assert_eq!(a.layers()[0].digest(), b.layers()[0].digest());
+    store
+        .put_image(&a, Some("docker.io/library/a:1"), &Silent)
+        .unwrap();
+    store
+        .put_image(&b, Some("docker.io/library/b:2"), &Silent)
+        .unwrap();
+    let stray = store.put_bytes(b"nobody refers to me").unwrap();
+
+    let mut listed: Vec<(String, String)> = store
+        .list()
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.name, e.digest.to_string()))
+        .collect();
+    listed.sort();
+    assert_eq!(
+        listed,
+        [
+            ("docker.io/library/a:1".to_string(), a.digest().to_string()),
+            ("docker.io/library/b:2".to_string(), b.digest().to_string()),
+        ]
+    );
+    let entry = store.list().unwrap().remove(0);
+    assert_eq!(entry.size, a.manifest_raw().len() as u64);
+
+    // Putting the same image again under the same name does not duplicate it.
+    store
+        .put_image(&a, Some("docker.io/library/a:1"), &Silent)
+        .unwrap();
+    assert_eq!(store.list().unwrap().len(), 2);
+
+    // Nothing is pruned while both are named (only the stray blob).
+    let (removed, freed) = store.prune().unwrap();
+    assert_eq!(removed, 1, "only the stray blob");
+    assert_eq!(freed, b"nobody refers to me".len() as u64);
+    assert!(!store.has_blob(&stray));
+
+    assert!(store.remove_name("a:1").unwrap(), "a familiar name matches");
+    assert!(!store.remove_name("a:1").unwrap(), "already gone");
+    assert_eq!(store.list().unwrap().len(), 1);
+    assert!(store.get_image("a:1").is_err());
+
+    let before = blob_names(&store);
+    let (removed, _) = store.prune().unwrap();
+    let a_only: Vec<String> = image_blobs(&a)
+        .into_iter()
+        .filter(|h| !image_blobs(&b).contains(h))
+        .collect();
+    assert_eq!(a_only.len(), 3, "a's manifest, config and top layer");
+    assert_eq!(removed, a_only.len());
+    let after = blob_names(&store);
+    for h in &a_only {
+        assert!(before.contains(h) && !after.contains(h), "{h} pruned");
+    }
+    let mut expected = image_blobs(&b);
+    expected.sort();
+    assert_eq!(after, expected, "exactly b's blobs remain");
+    // b still reads, every layer verified.
+    let back = store.get_image("b:2").unwrap();
+    for l in back.layers() {
+        l.open().unwrap().read_to_end(&mut Vec::new()).unwrap();
+    }
+    assert_eq!(store.prune().unwrap().0, 0, "nothing more to prune");
+}
+
+#[test]
+fn prune_keeps_compressed_forms_of_used_layers_only() {
+    use dockyard_image::media::Compression;
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(&tmp.path().join("store")).unwrap();
+    let mut builder = dockyard_image::tar::LayerBuilder::new(Default::default());
+    builder
+        .add_contents("/f", b"layer".to_vec(), 0o644)
+        .unwrap();
+    let layer = builder.build(tmp.path()).unwrap();
+    let diff_id = layer.diff_id().clone();
+    let image =
+        dockyard_image::Image::scratch(&dockyard_image::Platform::host()).append_layer(layer, "t");
+    store
+        .put_image(
+            &image,
+            Some("docker.io/library/p:1"),
+            &dockyard_image::progress::Silent,
+        )
+        .unwrap();
+    let compressed = store.put_bytes(b"pretend gzip of a layer").unwrap();
+    let desc = json!({
+        "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+        "digest": compressed.to_string(),
+        "size": 23,
+    });
+    store
+        .record_compressed(&diff_id, Compression::Gzip, &desc)
+        .unwrap();
+    store.prune().unwrap();
+    assert!(
+        store.has_blob(&compressed),
+        "the compressed form of a used layer was pruned"
+    );
+    assert_eq!(
+        store
+            .lookup_compressed(&diff_id, Compression::Gzip)
+            .unwrap()
+            .map(|(d, _)| d),
+        Some(compressed.clone())
+    );
+    // Once the image is gone, its layer, the compressed form and the record go too.
+    assert!(store.remove_name("p:1").unwrap());
+    store.prune().unwrap();
+    assert!(!store.has_blob(&compressed));
+    assert!(!store.has_blob(&diff_id));
+    assert_eq!(
+        store
+            .lookup_compressed(&diff_id, Compression::Gzip)
+            .unwrap(),
+        None
+    );
+}
+
+#[test]
+fn side_tables_round_trip_and_refuse_bad_keys() {
+    use dockyard_image::media::Compression;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("store");
+    let store = Store::open(&root).unwrap();
+    let diff_id: Digest = sha256(b"layer").parse().unwrap();
+    let gz = Compression::Gzip;
+    assert_eq!(store.lookup_compressed(&diff_id, gz).unwrap(), None);
+    let gz_blob = store.put_bytes(b"gz").unwrap();
+    let zst_blob = store.put_bytes(b"zst").unwrap();
+    let desc = json!({
+        "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+        "digest": sha256(b"gz"),
+        "size": 2,
+        "annotations": {"k": "v"}
+    });
+    store.record_compressed(&diff_id, gz, &desc).unwrap();
+    assert_eq!(
+        store.lookup_compressed(&diff_id, gz).unwrap(),
+        Some((gz_blob.clone(), desc.clone()))
+    );
+    // Tables are per compression.
+    assert_eq!(
+        store
+            .lookup_compressed(&diff_id, Compression::Zstd)
+            .unwrap(),
+        None
+    );
+    // Survives reopening; a new record replaces the old.
+    let store = Store::open(&root).unwrap();
+    assert_eq!(
+        store.lookup_compressed(&diff_id, gz).unwrap(),
+        Some((gz_blob, desc))
+    );
+    let newer = json!({"digest": sha256(b"zst"), "size": 3});
+    store.record_compressed(&diff_id, gz, &newer).unwrap();
+    assert_eq!(
+        store.lookup_compressed(&diff_id, gz).unwrap(),
+        Some((zst_blob, newer))
+    );
+    // A record whose blob is gone is not returned.
+    let missing = json!({"digest": sha256(b"never stored"), "size": 12});
+    store.record_compressed(&diff_id, gz, &missing).unwrap();
+    assert_eq!(store.lookup_compressed(&diff_id, gz).unwrap(), None);
+
+    let table = store.side_table("build-cache");
+    table.put("key-1_a.b", &json!({"x": 1})).unwrap();
+    assert_eq!(table.get("key-1_a.b").unwrap(), Some(json!({"x": 1})));
+    assert_eq!(table.get("other").unwrap(), None);
+    for bad in ["", "../escape", "a/b", ".hidden", "..", "sp ace", "nul\0"] {
+        let err = table.put(bad, &json!(1)).unwrap_err().to_string();
+        assert!(err.contains("key"), "{bad:?}: {err}");
+        assert!(table.get(bad).is_err(), "{bad:?} refused on read too");
+    }
+    assert!(!root.join("escape").exists());
+    assert!(!root.join("dockyard/escape").exists());
+    // Keys are files of their own; no temp files remain.
+    let files: Vec<String> = fs::read_dir(root.join("dockyard/build-cache"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(files, ["key-1_a.b"]);
+}
