@@ -66,6 +66,9 @@ enum Command {
         /// Write the pushed manifest's digest to this file.
         #[arg(long, value_name = "FILE")]
         digestfile: Option<PathBuf>,
+        /// Manifest format to write: oci or v2s2 (Docker schema 2); default: keep.
+        #[arg(long, value_name = "oci|v2s2")]
+        format: Option<String>,
     },
     /// List a repository's tags.
     Tags {
@@ -100,6 +103,9 @@ enum Command {
         /// Compression for layers pushed to a registry: gzip (default) or zstd.
         #[arg(long, default_value = "gzip")]
         compression: String,
+        /// Manifest format to write: oci or v2s2 (Docker schema 2); default: keep.
+        #[arg(long, value_name = "oci|v2s2")]
+        format: Option<String>,
     },
     /// Edit an image's layers and config and write the result to DST.
     Mutate(Box<MutateArgs>),
@@ -191,6 +197,9 @@ struct MutateArgs {
     /// Set the platform in the config (os/arch[/variant]); for `scratch`, the platform to start from.
     #[arg(long)]
     platform: Option<String>,
+    /// Manifest format to write: oci or v2s2 (Docker schema 2); default: keep.
+    #[arg(long, value_name = "oci|v2s2")]
+    format: Option<String>,
 }
 
 /// An error with the exit code it deserves.
@@ -267,6 +276,16 @@ fn read(src: &str, platform: Option<Platform>, args: &RegistryArgs) -> CliResult
             };
             Ok(read_image(&loc, &opts)?)
         }
+    }
+}
+
+/// Convert to the manifest family asked for with --format.
+fn apply_format(image: Image, format: &Option<String>) -> CliResult<Image> {
+    match format.as_deref() {
+        None => Ok(image),
+        Some("oci") => Ok(image.with_manifest_family(false)?),
+        Some("v2s2") | Some("docker") => Ok(image.with_manifest_family(true)?),
+        Some(other) => Err(usage(format!("--format {other:?}: use oci or v2s2"))),
     }
 }
 
@@ -351,9 +370,10 @@ fn run(cli: Cli) -> CliResult {
             reference,
             compression,
             digestfile,
+            format,
         } => {
             let r = registry::parse_reference(&reference)?;
-            let image = read(&src, None, &reg)?;
+            let image = apply_format(read(&src, None, &reg)?, &format)?;
             let digest = write(
                 &image,
                 &Location::Registry(r),
@@ -431,6 +451,7 @@ fn run(cli: Cli) -> CliResult {
             platform,
             all_platforms,
             compression,
+            format,
         } => {
             let dst = location(&dst)?;
             let image = match location(&src)? {
@@ -447,6 +468,7 @@ fn run(cli: Cli) -> CliResult {
                 }
                 _ => read(&src, parse_platform(&platform)?, &reg)?,
             };
+            let image = apply_format(image, &format)?;
             let digest = write(&image, &dst, &reg, parse_compression(&compression)?)?;
             println!("{digest}");
             Ok(())
@@ -611,6 +633,7 @@ fn mutate(args: MutateArgs, reg: &RegistryArgs) -> CliResult {
     if let (Some(p), false) = (&platform, args.src == "scratch") {
         image = image.with_platform(p);
     }
+    let image = apply_format(image, &args.format)?;
     let digest = write(&image, &dst, reg, Compression::Gzip)?;
     println!("{digest}");
     Ok(())

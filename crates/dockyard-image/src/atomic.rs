@@ -42,6 +42,18 @@ impl AtomicFile {
     pub fn file(&mut self) -> &mut File {
         self.temp.as_file_mut()
     }
+    /// Rename into place without fsync: for outputs handed to the user
+    /// (archives), where a crash must not leave a half file under the final
+    /// name but power-loss durability is not promised (as with cp or
+    /// skopeo). The store uses `commit`.
+    pub fn commit_unsynced(self) -> Result<()> {
+        self.temp
+            .persist(&self.dest)
+            .map_err(|e| e.error)
+            .at(&self.dest)?;
+        Ok(())
+    }
+
     /// fsync and rename into place.
     pub fn commit(self) -> Result<()> {
         self.temp.as_file().sync_all().at(&self.dest)?;

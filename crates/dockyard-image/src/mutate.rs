@@ -7,6 +7,7 @@ use serde_json::{json, Map, Value};
 use crate::error::{Error, Result};
 use crate::image::{rfc3339, source_date_epoch, Image};
 use crate::layer::Layer;
+use crate::media;
 use crate::platform::Platform;
 
 /// One change to the runtime config (`config.config`).
@@ -178,6 +179,49 @@ impl Image {
             }
         }
         Image::rebuild(manifest, config, layers)
+    }
+
+    /// The same image in the other manifest family: Docker schema 2
+    /// (`docker == true`) or OCI. Config and layer bytes are unchanged, so
+    /// diff_ids and blob digests stay; only media types change (and
+    /// manifest annotations, which schema 2 has no place for, are dropped).
+    /// Returns the image itself when it already is of that family.
+    pub fn with_manifest_family(&self, docker: bool) -> Result<Image> {
+        if media::is_docker_manifest(self.manifest_media_type()) == docker {
+            return Ok(self.clone());
+        }
+        let mut manifest = self.manifest_json().clone();
+        let (manifest_type, config_type) = if docker {
+            (media::DOCKER_MANIFEST, media::DOCKER_CONFIG)
+        } else {
+            (media::OCI_MANIFEST, media::OCI_CONFIG)
+        };
+        manifest["mediaType"] = json!(manifest_type);
+        manifest["config"]["mediaType"] = json!(config_type);
+        if docker {
+            if let Some(o) = manifest.as_object_mut() {
+                o.remove("annotations");
+                o.remove("subject");
+                o.remove("artifactType");
+            }
+        }
+        let layers = self
+            .layers()
+            .iter()
+            .map(|l| {
+                let mt = l.compression().layer_media_type(docker);
+                let l = l.clone().with_media_type(mt);
+                if docker {
+                    l.with_annotations(None)
+                } else {
+                    l
+                }
+            })
+            .collect::<Vec<_>>();
+        manifest["layers"] = Value::Array(layers.iter().map(Layer::descriptor_json).collect());
+        let manifest_raw = serde_json::to_vec(&manifest)
+            .unwrap_or_else(|_| unreachable!("a Value always serialises"));
+        Image::from_parts(manifest_raw, self.config_raw().to_vec(), layers)
     }
 
     /// Same content with the `created` time set (reproducible builds).

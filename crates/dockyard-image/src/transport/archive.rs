@@ -12,7 +12,7 @@ use serde_json::{json, Map, Value};
 use super::layout::{self, manifest_descriptor, CONTAINERD_NAME, REF_NAME};
 use super::tar_index::TarIndex;
 use crate::atomic::AtomicFile;
-use crate::digest::{unwrap_io, Algorithm, Digest, HashingReader, HashingWriter};
+use crate::digest::{unwrap_io, Algorithm, Digest, HashingReader};
 use crate::error::{Error, IoContext, Result};
 use crate::image::{config_diff_ids, parse_json, Image};
 use crate::layer::{BlobSource, Layer};
@@ -373,8 +373,9 @@ fn decompress_to_temp(layer: &Layer, dir: &Path, progress: &dyn Progress) -> Res
     let (file, temp_path) = temp.into_parts();
     let id = format!("decompress {}", layer.digest().short());
     progress.start(&id, layer.size());
+    // Verified against the diff_id while decompressed.
     let mut reader = layer.open_uncompressed()?;
-    let mut w = HashingWriter::new(BufWriter::with_capacity(1 << 20, file));
+    let mut w = BufWriter::with_capacity(1 << 20, file);
     io::copy(&mut reader, &mut w).map_err(|e| unwrap_io(e, &layer.source().path()))?;
     w.flush().at(&*temp_path)?;
     progress.finish(&id);
@@ -401,23 +402,22 @@ pub fn write_image_tar(
         _ => Path::new(".").to_path_buf(),
     };
     // Docker archives hold uncompressed layers.
-    let image = if opts.docker
+    let (image, decompressed_here) = if opts.docker
         && image
             .layers()
             .iter()
             .any(|l| l.compression() != Compression::None)
     {
-        let layers = image
-            .layers()
-            .iter()
-            .map(|l| match l.compression() {
-                Compression::None => Ok(l.clone()),
-                _ => decompress_to_temp(l, &dir, progress),
-            })
-            .collect::<Result<Vec<_>>>()?;
-        image.with_layer_blobs(layers)?
+        // Decompress layers in parallel, one per core.
+        let layers = parallel_map(image.layers(), |l| match l.compression() {
+            Compression::None => Ok(l.clone()),
+            _ => decompress_to_temp(l, &dir, progress),
+        })
+        .into_iter()
+        .collect::<Result<Vec<_>>>()?;
+        (image.with_layer_blobs(layers)?, true)
     } else {
-        image.clone()
+        (image.clone(), false)
     };
     {
         let writer = BufWriter::with_capacity(1 << 20, out.file());
@@ -429,9 +429,15 @@ pub fn write_image_tar(
             }
             let id = layer.digest().short();
             progress.start(&id, layer.size());
+            // Layers decompressed above were verified then; others now.
+            let inner: Box<dyn Read + Send> = if decompressed_here {
+                layer.source().open_raw()?
+            } else {
+                Box::new(layer.open()?)
+            };
             let mut reader = ProgressReader {
                 id: id.clone(),
-                inner: layer.open()?,
+                inner,
                 progress,
             };
             append_member(
@@ -524,7 +530,7 @@ pub fn write_image_tar(
         let mut writer = tar.into_inner().at(dest)?;
         writer.flush().at(dest)?;
     }
-    out.commit()?;
+    out.commit_unsynced()?;
     Ok(image)
 }
 
@@ -539,4 +545,34 @@ pub fn read_oci_archive(path: &Path, wanted: Option<&str>) -> Result<Image> {
         return Err(invalid(path, "no index.json: not an oci-archive"));
     }
     layout::read_layout(&index, wanted, None)
+}
+
+/// Map `items` on up to one thread per core, keeping the order.
+fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .clamp(1, 8)
+        .min(items.len().max(1));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: std::sync::Mutex<Vec<Option<R>>> =
+        std::sync::Mutex::new((0..items.len()).map(|_| None).collect());
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(item) = items.get(i) else { break };
+                let r = f(item);
+                if let Ok(mut slots) = results.lock() {
+                    slots[i] = Some(r);
+                }
+            });
+        }
+    });
+    results
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner())
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| unreachable!("every index is mapped once")))
+        .collect()
 }
