@@ -459,12 +459,47 @@ fn run(cli: Cli) -> CliResult {
                     let bar = progress::for_terminal();
                     let pulled =
                         registry::pull(&r, &reg, parse_platform(&platform)?, true, bar.as_ref())?;
-                    if !matches!(dst, Location::Store(_)) {
-                        return Err(usage(
-                            "--all-platforms copies into the store (store:NAME) only, for now",
-                        ));
+                    match &dst {
+                        // The store keeps the whole index under the pulled name; name it as asked too.
+                        Location::Store(name) => {
+                            let store = Store::open_default()?;
+                            let desc = store
+                                .list()?
+                                .into_iter()
+                                .find(|e| e.name == pulled.name)
+                                .ok_or_else(|| {
+                                    usage(format!(
+                                        "{}: not in the store after the pull",
+                                        pulled.name
+                                    ))
+                                })?;
+                            store.name_descriptor(
+                                &name.to_string(),
+                                json!({
+                                    "mediaType": desc.media_type,
+                                    "digest": desc.digest.to_string(),
+                                    "size": desc.size,
+                                    "annotations": { dockyard_image::transport::layout::REF_NAME: name.to_string() },
+                                }),
+                            )?;
+                            println!("{}", pulled.digest);
+                            return Ok(());
+                        }
+                        Location::Registry(dst_ref) => {
+                            let pushed = registry::push_index(&pulled.digest, dst_ref, &reg, bar)?;
+                            eprintln!(
+                                "pushed {dst_ref}: {} manifests, {} blobs uploaded ({} bytes), {} mounted, {} already there",
+                                pushed.manifests, pushed.blobs_uploaded, pushed.bytes_uploaded, pushed.blobs_mounted, pushed.blobs_existing
+                            );
+                            println!("{}", pushed.digest);
+                            return Ok(());
+                        }
+                        _ => {
+                            return Err(usage(
+                                "--all-platforms copies to docker:// or store: destinations",
+                            ))
+                        }
                     }
-                    pulled.image
                 }
                 _ => read(&src, parse_platform(&platform)?, &reg)?,
             };

@@ -7,9 +7,10 @@ use std::sync::Arc;
 use clap::Args;
 use dockyard_image::media::Compression;
 use dockyard_image::progress::Progress;
-use dockyard_image::{Image, Platform, Reference, Store};
+use dockyard_image::{Digest, Image, Platform, Reference, Store};
 use dockyard_registry::{
-    ClientOptions, Credentials, PullOptions, Pulled, PushOptions, Pushed, Registry, RegistryError,
+    ClientOptions, Credentials, PullOptions, Pulled, PushOptions, Pushed, PushedIndex, Registry,
+    RegistryError,
 };
 
 use crate::{usage, CliResult, Failure};
@@ -150,4 +151,17 @@ pub fn push(
     let store = Store::open_default()?;
     let opts = PushOptions { compression };
     Ok(rt.block_on(registry.push(image, reference, &store, &opts, progress))?)
+}
+
+/// Push a multi-platform index held in the store.
+pub fn push_index(
+    index: &Digest,
+    reference: &Reference,
+    args: &RegistryArgs,
+    progress: Arc<dyn Progress>,
+) -> CliResult<PushedIndex> {
+    let rt = runtime()?;
+    let registry = connect(&rt, reference.registry(), args)?;
+    let store = Store::open_default()?;
+    Ok(rt.block_on(registry.push_index_from_store(index, reference, &store, progress))?)
 }

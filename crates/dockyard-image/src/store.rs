@@ -153,8 +153,14 @@ impl Store {
 
     /// Read an image by name (a reference, in any spelling) or digest.
     pub fn get_image(&self, wanted: &str) -> Result<Image> {
-        layout::read_layout(&LayoutDir(self.root.clone()), Some(wanted), None).map_err(
-            |e| match e {
+        self.get_image_for(wanted, None)
+    }
+
+    /// Read an image by name; for a multi-platform index, the image for
+    /// `platform` (default: this host).
+    pub fn get_image_for(&self, wanted: &str, platform: Option<&crate::Platform>) -> Result<Image> {
+        layout::read_layout(&LayoutDir(self.root.clone()), Some(wanted), platform).map_err(|e| {
+            match e {
                 Error::ImageNotFound {
                     wanted, present, ..
                 } => Error::ImageNotFound {
@@ -163,8 +169,8 @@ impl Store {
                     present,
                 },
                 other => other,
-            },
-        )
+            }
+        })
     }
 
     pub fn list(&self) -> Result<Vec<StoreEntry>> {

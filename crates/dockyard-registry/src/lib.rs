@@ -21,4 +21,4 @@ pub use auth::Credentials;
 pub use client::{ClientOptions, Registry, Scope};
 pub use error::{RegistryError, Result};
 pub use pull::{PullOptions, Pulled};
-pub use push::{PushOptions, Pushed};
+pub use push::{PushOptions, Pushed, PushedIndex};

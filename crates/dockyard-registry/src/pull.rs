@@ -302,6 +302,7 @@ impl Registry {
                     }
                     self.fetch_image_blobs(&repo, &m, store, progress, &counters)
                         .await?;
+                    store.put_bytes(&m.bytes)?;
                 }
             }
             let child = select_platform(&index, &top.digest, opts.platform.as_ref())?;

@@ -57,6 +57,18 @@ struct UploadMeter {
     bytes: Arc<AtomicU64>,
 }
 
+/// What pushing a multi-platform index did.
+#[derive(Clone, Debug)]
+pub struct PushedIndex {
+    pub digest: Digest,
+    /// Child manifests pushed.
+    pub manifests: usize,
+    pub blobs_uploaded: usize,
+    pub bytes_uploaded: u64,
+    pub blobs_mounted: usize,
+    pub blobs_existing: usize,
+}
+
 #[derive(Default)]
 struct PushCounters {
     uploaded: AtomicUsize,
@@ -473,6 +485,118 @@ impl Registry {
             image,
             blobs_uploaded: counters.uploaded.load(Ordering::Relaxed),
             bytes_uploaded: bytes.load(Ordering::Relaxed),
+            blobs_mounted: counters.mounted.load(Ordering::Relaxed),
+            blobs_existing: counters.existing.load(Ordering::Relaxed),
+        })
+    }
+}
+
+impl Registry {
+    /// Push a multi-platform index held in the store (pulled with
+    /// `all_platforms`): every child manifest's blobs, each child by
+    /// digest, then the index bytes unchanged under the reference's tag.
+    /// Children are pushed as stored, whatever their layer media types
+    /// (attestations included).
+    pub async fn push_index_from_store(
+        &self,
+        index_digest: &Digest,
+        reference: &Reference,
+        store: &Store,
+        progress: Arc<dyn Progress>,
+    ) -> Result<PushedIndex> {
+        let repo = reference.repository().to_string();
+        let read_blob = |d: &Digest| -> Result<Vec<u8>> {
+            let p = store.blob_path(d);
+            std::fs::read(&p)
+                .map_err(|e| RegistryError::Image(dockyard_image::Error::Io { path: p, source: e }))
+        };
+        let index_bytes = read_blob(index_digest)?;
+        let index: serde_json::Value =
+            serde_json::from_slice(&index_bytes).map_err(|e| dockyard_image::Error::Json {
+                what: format!("index {index_digest}"),
+                source: e,
+            })?;
+        let index_type = index
+            .get("mediaType")
+            .and_then(|v| v.as_str())
+            .unwrap_or(media::OCI_INDEX)
+            .to_string();
+        let children: Vec<dockyard_image::image::DescriptorInfo> = index
+            .get("manifests")
+            .and_then(|m| m.as_array())
+            .map(|l| {
+                l.iter()
+                    .filter_map(|m| {
+                        dockyard_image::image::DescriptorInfo::parse("index entry", m).ok()
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let counters = PushCounters::default();
+        let meter = UploadMeter {
+            progress: Arc::clone(&progress),
+            bytes: Arc::new(AtomicU64::new(0)),
+        };
+        for child in &children {
+            let bytes = read_blob(&child.digest)?;
+            let manifest: serde_json::Value =
+                serde_json::from_slice(&bytes).map_err(|e| dockyard_image::Error::Json {
+                    what: format!("manifest {}", child.digest),
+                    source: e,
+                })?;
+            let mut blobs = Vec::new();
+            for d in manifest.get("config").into_iter().chain(
+                manifest
+                    .get("layers")
+                    .and_then(|l| l.as_array())
+                    .into_iter()
+                    .flatten(),
+            ) {
+                blobs.push(dockyard_image::image::DescriptorInfo::parse(
+                    "descriptor",
+                    d,
+                )?);
+            }
+            stream::iter(blobs.iter().map(|b| {
+                let repo = repo.clone();
+                let meter = &meter;
+                let counters = &counters;
+                async move {
+                    let source = BlobSource::whole_file(&store.blob_path(&b.digest))?;
+                    let o = self
+                        .push_blob(&repo, &b.digest, b.size, &source, store, meter)
+                        .await?;
+                    match o {
+                        BlobOutcome::Existing => counters.existing.fetch_add(1, Ordering::Relaxed),
+                        BlobOutcome::Mounted => counters.mounted.fetch_add(1, Ordering::Relaxed),
+                        BlobOutcome::Uploaded => counters.uploaded.fetch_add(1, Ordering::Relaxed),
+                    };
+                    Ok::<_, RegistryError>(())
+                }
+            }))
+            .buffer_unordered(self.opts.parallel.max(1))
+            .try_collect::<Vec<_>>()
+            .await?;
+            let child_type = manifest
+                .get("mediaType")
+                .and_then(|v| v.as_str())
+                .unwrap_or(&child.media_type)
+                .to_string();
+            self.put_manifest(&repo, &child.digest.to_string(), &bytes, &child_type)
+                .await?;
+        }
+        let tag = reference
+            .tag()
+            .map(str::to_string)
+            .unwrap_or_else(|| index_digest.to_string());
+        let digest = self
+            .put_manifest(&repo, &tag, &index_bytes, &index_type)
+            .await?;
+        Ok(PushedIndex {
+            digest,
+            manifests: children.len(),
+            blobs_uploaded: counters.uploaded.load(Ordering::Relaxed),
+            bytes_uploaded: meter.bytes.load(Ordering::Relaxed),
             blobs_mounted: counters.mounted.load(Ordering::Relaxed),
             blobs_existing: counters.existing.load(Ordering::Relaxed),
         })

@@ -183,7 +183,9 @@ pub fn read_image(loc: &Location, opts: &ReadOptions) -> Result<Image> {
             reference.as_deref(),
             opts.platform.as_ref(),
         ),
-        Location::Store(r) => store(&opts.store_root)?.get_image(&r.to_string()),
+        Location::Store(r) => {
+            store(&opts.store_root)?.get_image_for(&r.to_string(), opts.platform.as_ref())
+        }
         Location::Registry(r) => Err(registry_unsupported(r)),
     }
 }
