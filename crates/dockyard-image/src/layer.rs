@@ -19,6 +19,9 @@ pub enum BlobSource {
         len: u64,
         /// Keeps a temporary file alive as long as a layer refers to it.
         keep: Option<Arc<tempfile::TempPath>>,
+        /// A content-addressed store blob, verified when it was written: a
+        /// writer may link it instead of copying.
+        store_blob: bool,
     },
     Bytes(Arc<Vec<u8>>),
 }
@@ -31,7 +34,32 @@ impl BlobSource {
             offset: 0,
             len,
             keep: None,
+            store_blob: false,
         })
+    }
+    /// A blob of the store (verified when written).
+    pub fn store_blob(path: &Path) -> Result<BlobSource> {
+        let len = std::fs::metadata(path).at(path)?.len();
+        Ok(BlobSource::File {
+            path: Arc::new(path.to_path_buf()),
+            offset: 0,
+            len,
+            keep: None,
+            store_blob: true,
+        })
+    }
+    /// The path of a whole verified store blob, for linking.
+    pub fn linkable_store_blob(&self) -> Option<&Path> {
+        match self {
+            BlobSource::File {
+                path,
+                offset: 0,
+                keep: None,
+                store_blob: true,
+                ..
+            } => Some(path.as_path()),
+            _ => None,
+        }
     }
     pub fn temp_file(temp: tempfile::TempPath) -> Result<BlobSource> {
         let len = std::fs::metadata(&temp).at(&*temp)?.len();
@@ -40,6 +68,7 @@ impl BlobSource {
             offset: 0,
             len,
             keep: Some(Arc::new(temp)),
+            store_blob: false,
         })
     }
     pub fn len(&self) -> u64 {

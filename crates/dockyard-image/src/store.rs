@@ -159,17 +159,15 @@ impl Store {
     /// Read an image by name; for a multi-platform index, the image for
     /// `platform` (default: this host).
     pub fn get_image_for(&self, wanted: &str, platform: Option<&crate::Platform>) -> Result<Image> {
-        layout::read_layout(&LayoutDir(self.root.clone()), Some(wanted), platform).map_err(|e| {
-            match e {
-                Error::ImageNotFound {
-                    wanted, present, ..
-                } => Error::ImageNotFound {
-                    location: format!("the store ({})", self.root.display()),
-                    wanted,
-                    present,
-                },
-                other => other,
-            }
+        layout::read_layout(self, Some(wanted), platform).map_err(|e| match e {
+            Error::ImageNotFound {
+                wanted, present, ..
+            } => Error::ImageNotFound {
+                location: format!("the store ({})", self.root.display()),
+                wanted,
+                present,
+            },
+            other => other,
         })
     }
 
@@ -336,6 +334,26 @@ impl Store {
             .and_then(Value::as_str)
             .and_then(|d| d.parse::<Digest>().ok());
         Ok(digest.filter(|d| self.has_blob(d)).map(|d| (d, rec)))
+    }
+}
+
+/// The store is a layout whose blobs were verified when written.
+impl BlobProvider for Store {
+    fn location(&self) -> String {
+        format!("the store ({})", self.root.display())
+    }
+    fn blob(&self, digest: &Digest) -> Result<crate::layer::BlobSource> {
+        let p = self.blob_path(digest);
+        if !p.is_file() {
+            return Err(Error::InvalidArchive {
+                path: self.root.clone(),
+                reason: format!("blob {digest} is missing from the store"),
+            });
+        }
+        crate::layer::BlobSource::store_blob(&p)
+    }
+    fn index_json(&self) -> Result<Vec<u8>> {
+        LayoutDir(self.root.clone()).index_json()
     }
 }
 

@@ -525,3 +525,61 @@ fn side_tables_round_trip_and_refuse_bad_keys() {
         .collect();
     assert_eq!(files, ["key-1_a.b"]);
 }
+
+#[test]
+fn layouts_written_from_the_store_link_its_verified_blobs() {
+    use std::os::unix::fs::MetadataExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("store");
+    let store = Store::open(&root).unwrap();
+    let mut builder = dockyard_image::tar::LayerBuilder::new(Default::default());
+    builder
+        .add_contents("/big", vec![7u8; 1 << 20], 0o644)
+        .unwrap();
+    let layer = builder.build(tmp.path()).unwrap();
+    let image =
+        dockyard_image::Image::scratch(&dockyard_image::Platform::host()).append_layer(layer, "t");
+    store
+        .put_image(
+            &image,
+            Some("docker.io/library/l:1"),
+            &dockyard_image::progress::Silent,
+        )
+        .unwrap();
+    let from_store = store.get_image("l:1").unwrap();
+    let out = tmp.path().join("layout");
+    dockyard_image::transport::layout::write_layout_dir(
+        &out,
+        &from_store,
+        Some("x"),
+        &dockyard_image::progress::Silent,
+    )
+    .unwrap();
+    let digest = from_store.layers()[0].digest();
+    let in_store = fs::metadata(store.blob_path(digest)).unwrap();
+    let in_layout = fs::metadata(out.join("blobs/sha256").join(digest.hex())).unwrap();
+    assert_eq!(
+        in_store.ino(),
+        in_layout.ino(),
+        "the layer blob is a hard link, not a copy"
+    );
+    // A layout source (not the store) is copied and verified, never linked.
+    let again = dockyard_image::transport::read_image(
+        &dockyard_image::Location::OciDir {
+            path: out.clone(),
+            reference: Some("x".into()),
+        },
+        &Default::default(),
+    )
+    .unwrap();
+    let out2 = tmp.path().join("layout2");
+    dockyard_image::transport::layout::write_layout_dir(
+        &out2,
+        &again,
+        Some("y"),
+        &dockyard_image::progress::Silent,
+    )
+    .unwrap();
+    let copied = fs::metadata(out2.join("blobs/sha256").join(digest.hex())).unwrap();
+    assert_ne!(copied.ino(), in_layout.ino());
+}

@@ -446,7 +446,16 @@ fn fill_layout_dir(
         let present = fs::metadata(&dest)
             .map(|m| m.len() == layer.size())
             .unwrap_or(false);
-        if !present {
+        if present {
+            continue;
+        }
+        // A verified store blob on the same filesystem is linked, not copied.
+        let linked = layer
+            .source()
+            .linkable_store_blob()
+            .map(|src| fs::hard_link(src, &dest).is_ok())
+            .unwrap_or(false);
+        if !linked {
             copy_blob_to_file(layer, &dest, progress)?;
         }
     }

@@ -153,6 +153,7 @@ impl TarIndex {
             offset,
             len,
             keep: self.keep.clone(),
+            store_blob: false,
         })
     }
 
