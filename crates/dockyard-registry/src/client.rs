@@ -153,7 +153,14 @@ impl WithoutUrl for reqwest::Error {
     fn without_url_ref(&self) -> String {
         let mut s = self.to_string();
         if let Some(u) = self.url() {
-            s = s.replace(u.as_str(), u.path());
+            // Upload URLs carry state in their query: show no query.
+            let shown = format!(
+                "{}://{}{}",
+                u.scheme(),
+                u.host_str().unwrap_or(""),
+                u.port().map(|p| format!(":{p}")).unwrap_or_default()
+            ) + u.path();
+            s = s.replace(u.as_str(), &shown);
         }
         s
     }
@@ -166,15 +173,14 @@ impl Registry {
             .user_agent(concat!("dockyard/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(opts.connect_timeout)
             .danger_accept_invalid_certs(opts.insecure_skip_tls_verify);
-        for ca in &opts.ca_certs {
-            let pem = std::fs::read(ca)
-                .map_err(|e| RegistryError::Config(format!("{}: {e}", ca.display())))?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-                RegistryError::Config(format!("{}: not a PEM certificate: {e}", ca.display()))
-            })?;
-            for c in certs {
-                builder = builder.add_root_certificate(c);
+        if !opts.ca_certs.is_empty() && !opts.insecure_skip_tls_verify {
+            let mut given = Vec::new();
+            for ca in &opts.ca_certs {
+                let pem = std::fs::read(ca)
+                    .map_err(|e| RegistryError::Config(format!("{}: {e}", ca.display())))?;
+                given.push((ca.clone(), pem));
             }
+            builder = builder.use_preconfigured_tls(crate::tls::client_config(&given)?);
         }
         let http = builder.build().map_err(|e| {
             RegistryError::Config(format!("cannot set up HTTP client: {}", describe(&e)))
@@ -271,9 +277,10 @@ impl Registry {
         }
         let creds = self.credentials().await?;
         let mut last = String::new();
+        let mut retry_after = None;
         for attempt in 0..self.opts.attempts {
             if attempt > 0 {
-                tokio::time::sleep(self.backoff(attempt, None)).await;
+                tokio::time::sleep(self.backoff(attempt, retry_after.take())).await;
             }
             let mut req = self.http.get(url.clone());
             if let Some(c) = &creds {
@@ -289,6 +296,7 @@ impl Registry {
             let status = resp.status();
             if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
                 last = format!("token server answered {status}");
+                retry_after = retry_after_of(&resp);
                 continue;
             }
             let received = Instant::now();
@@ -367,9 +375,18 @@ impl Registry {
                 Ok(r) => r,
                 Err(e) => {
                     last = describe(&e);
+                    if is_certificate_error(&last) {
+                        return Err(net_err(
+                            &self.name,
+                            what,
+                            format!("{last} (for a private CA pass --ca-cert FILE or --cert-dir DIR; --insecure skips verification)"),
+                        ));
+                    }
                     attempt += 1;
                     tracing::debug!(registry = %self.name, what, error = %last, "retrying after a network error");
-                    tokio::time::sleep(self.backoff(attempt, None)).await;
+                    if attempt < self.opts.attempts {
+                        tokio::time::sleep(self.backoff(attempt, None)).await;
+                    }
                     continue;
                 }
             };
@@ -399,12 +416,7 @@ impl Registry {
                 continue;
             }
             if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
-                let retry_after = resp
-                    .headers()
-                    .get(RETRY_AFTER)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|s| s.trim().parse::<u64>().ok())
-                    .map(Duration::from_secs);
+                let retry_after = retry_after_of(&resp);
                 last = format!("HTTP {status}");
                 attempt += 1;
                 tracing::debug!(registry = %self.name, what, %status, "retrying");
@@ -494,6 +506,21 @@ impl Registry {
         self.check(resp, "login").await?;
         Ok(())
     }
+}
+
+/// A `Retry-After` in seconds (the HTTP-date form is treated as absent).
+fn retry_after_of(resp: &Response) -> Option<Duration> {
+    resp.headers()
+        .get(RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
+}
+
+/// TLS verification failures do not heal by retrying.
+fn is_certificate_error(description: &str) -> bool {
+    description.contains("invalid peer certificate")
+        || description.contains("certificate verify failed")
 }
 
 /// For a loopback registry: plain HTTP unless it speaks TLS.

@@ -16,6 +16,7 @@ pub mod pull;
 pub mod push;
 pub mod sources;
 pub mod tags;
+pub mod tls;
 
 pub use auth::Credentials;
 pub use client::{ClientOptions, Registry, Scope};

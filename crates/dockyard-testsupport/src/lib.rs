@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod registry;
+
 /// True when `tool` is on PATH. When it is not: panic under CI, else print
 /// why the calling test skips and return false.
 pub fn require_tool(tool: &str) -> bool {

@@ -1,0 +1,133 @@
+//! TLS for registries given their own certificates (`--ca-cert`,
+//! `--cert-dir`): those join the system's roots, and a certificate the user
+//! handed over is also accepted as the server's own — the usual
+//! self-signed registry certificate carries CA:TRUE, which strict WebPKI
+//! refuses as an end-entity certificate (Docker and skopeo accept it).
+
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
+
+use crate::error::{RegistryError, Result};
+
+#[derive(Debug)]
+struct TrustedOrWebPki {
+    webpki: Arc<WebPkiServerVerifier>,
+    /// Certificates the user gave; a server presenting exactly one of them
+    /// is the server the user meant.
+    given: Vec<CertificateDer<'static>>,
+}
+
+impl ServerCertVerifier for TrustedOrWebPki {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match self.webpki.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        ) {
+            Ok(v) => Ok(v),
+            Err(e) => {
+                if self.given.iter().any(|c| c.as_ref() == end_entity.as_ref()) {
+                    Ok(ServerCertVerified::assertion())
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.webpki.supported_verify_schemes()
+    }
+}
+
+/// A rustls client config trusting the system roots, Mozilla's roots and
+/// the given PEM certificates.
+pub fn client_config(given_pem: &[(std::path::PathBuf, Vec<u8>)]) -> Result<rustls::ClientConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    for cert in rustls_native_certs::load_native_certs().certs {
+        let _ = roots.add(cert);
+    }
+    let mut given = Vec::new();
+    for (path, pem) in given_pem {
+        let mut reader = std::io::BufReader::new(&pem[..]);
+        let mut found = 0;
+        for cert in rustls_pemfile_certs(&mut reader) {
+            let cert =
+                cert.map_err(|e| RegistryError::Config(format!("{}: {e}", path.display())))?;
+            let _ = roots.add(cert.clone());
+            given.push(cert);
+            found += 1;
+        }
+        if found == 0 {
+            return Err(RegistryError::Config(format!(
+                "{}: no PEM certificate in it",
+                path.display()
+            )));
+        }
+    }
+    let webpki =
+        WebPkiServerVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))
+            .build()
+            .map_err(|e| RegistryError::Config(format!("TLS setup: {e}")))?;
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| RegistryError::Config(format!("TLS setup: {e}")))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(TrustedOrWebPki { webpki, given }))
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// The CERTIFICATE blocks of a PEM stream.
+fn rustls_pemfile_certs(
+    reader: &mut dyn std::io::BufRead,
+) -> impl Iterator<Item = std::io::Result<CertificateDer<'static>>> {
+    use rustls::pki_types::pem::PemObject;
+    let mut pem = Vec::new();
+    let read = reader.read_to_end(&mut pem);
+    let certs: Vec<std::io::Result<CertificateDer<'static>>> = match read {
+        Err(e) => vec![Err(e)],
+        Ok(_) => CertificateDer::pem_slice_iter(&pem)
+            .map(|c| {
+                c.map_err(|e| {
+                    std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{e:?}"))
+                })
+            })
+            .collect(),
+    };
+    certs.into_iter()
+}
