@@ -429,6 +429,41 @@ mod tests {
     }
 
     #[test]
+    fn schema1_and_indexes_are_refused_clearly() {
+        let schema1 = br#"{"schemaVersion":1,"name":"x","tag":"y","fsLayers":[]}"#;
+        let err = ManifestInfo::parse("manifest m", schema1)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("schema 1") && err.contains("manifest m"),
+            "{err}"
+        );
+        let index = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#;
+        let err = ManifestInfo::parse("manifest i", index)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("index"), "{err}");
+        let weird =
+            br#"{"schemaVersion":2,"mediaType":"application/x-unknown","config":{},"layers":[]}"#;
+        let err = ManifestInfo::parse("manifest w", weird)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("application/x-unknown"), "{err}");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn manifest_parsing_never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..400)) {
+            let _ = ManifestInfo::parse("fuzz", &bytes);
+        }
+
+        #[test]
+        fn json_shaped_manifests_never_panic(s in r#"\{"schemaVersion":[0-9],"mediaType":"[a-z./+]{0,30}","config":\{"digest":"[a-z0-9:]{0,80}","size":-?[0-9]{0,5}\},"layers":\[[^\]]{0,60}\]\}"#) {
+            let _ = ManifestInfo::parse("fuzz", s.as_bytes());
+        }
+    }
+
+    #[test]
     fn scratch_is_consistent() {
         let img = Image::scratch(&Platform::host());
         let again = Image::from_parts(
