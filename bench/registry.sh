@@ -88,39 +88,65 @@ size=$(du -sb "$run/src/data" | cut -f1)
 echo "image: 4 layers, $(du -sb "$work/img220/blobs" | cut -f1) bytes uncompressed on disk, registry holds $size bytes"
 echo
 
-echo "PULL  $SRC/bench/img:1"
-read -r d1w d1r < <(DOCKYARD_CACHE="$run/c1" measure "$dockyard" pull "$SRC/bench/img:1")
+# best3 LABEL CMD... : run CMD three times ({i} in arguments is replaced by
+# the run number, so each run gets fresh caches and outputs); print the
+# median wall time and the largest peak RSS as "wall rss".
+best3() {
+  local walls=() rsses=() i
+  for i in 1 2 3; do
+    local args=() a
+    for a in "$@"; do args+=("${a//\{i\}/$i}"); done
+    clear_skopeo_cache
+    read -r w r < <(measure "${args[@]}")
+    walls+=("$w"); rsses+=("$r")
+  done
+  local med max
+  med=$(printf '%s\n' "${walls[@]}" | sort -g | sed -n 2p)
+  max=$(printf '%s\n' "${rsses[@]}" | sort -g | tail -1)
+  echo "$med $max"
+}
+
+echo "PULL  $SRC/bench/img:1   (median of 3 runs, fresh caches each)"
+read -r d1w d1r < <(best3 env DOCKYARD_CACHE="$run/c1-{i}" "$dockyard" pull "$SRC/bench/img:1")
 row "dockyard pull (into its store)" "$d1w" "$d1r"
-read -r d2w d2r < <(DOCKYARD_CACHE="$run/c2" measure "$dockyard" pull "$SRC/bench/img:1" -o "$run/d.tar")
+read -r d2w d2r < <(best3 env DOCKYARD_CACHE="$run/c2-{i}" "$dockyard" pull "$SRC/bench/img:1" -o "$run/d-{i}.tar")
 row "dockyard pull -o docker-archive" "$d2w" "$d2r"
-read -r d3w d3r < <(DOCKYARD_CACHE="$run/c3" measure "$dockyard" pull "$SRC/bench/img:1" --oci "$run/d-oci")
+read -r d3w d3r < <(best3 env DOCKYARD_CACHE="$run/c3-{i}" "$dockyard" pull "$SRC/bench/img:1" --oci "$run/d-oci-{i}")
 row "dockyard pull --oci layout" "$d3w" "$d3r"
-clear_skopeo_cache
-read -r s1w s1r < <(measure skopeo copy -q --src-tls-verify=false "docker://$SRC/bench/img:1" "docker-archive:$run/s.tar:bench/img:1")
+read -r s1w s1r < <(best3 skopeo copy -q --src-tls-verify=false "docker://$SRC/bench/img:1" "docker-archive:$run/s-{i}.tar:bench/img:1")
 row "skopeo copy → docker-archive" "$s1w" "$s1r"
-clear_skopeo_cache
-read -r s2w s2r < <(measure skopeo copy -q --src-tls-verify=false "docker://$SRC/bench/img:1" "oci:$run/s-oci:x")
+read -r s2w s2r < <(best3 skopeo copy -q --src-tls-verify=false "docker://$SRC/bench/img:1" "oci:$run/s-oci-{i}:x")
 row "skopeo copy → oci layout" "$s2w" "$s2r"
 cat > "$run/pd_pull.py" <<PY
+import sys
 from python_docker.registry import Registry
 img = Registry(hostname="http://$SRC").pull_image("bench/img", "1")
-img.write_filename("$run/p.tar")
+img.write_filename(sys.argv[1])
 PY
-read -r p1w p1r < <(measure "$work/venv/bin/python" "$run/pd_pull.py")
+read -r p1w p1r < <(best3 "$work/venv/bin/python" "$run/pd_pull.py" "$run/p-{i}.tar")
 row "python-docker 0.2.0 pull + write" "$p1w" "$p1r"
 ratio "dockyard/skopeo (docker-archive)" "$d2w" "$d2r" "$s1w" "$s1r"
 ratio "dockyard/skopeo (oci layout)" "$d3w" "$d3r" "$s2w" "$s2r"
+ratio "dockyard store/skopeo oci layout" "$d1w" "$d1r" "$s2w" "$s2r"
 ratio "dockyard/python-docker (docker-archive)" "$d2w" "$d2r" "$p1w" "$p1r"
+rm -rf "$run"/d-*.tar "$run"/s-*.tar "$run"/p-*.tar "$run"/d-oci-* "$run"/s-oci-[23] "$run"/c[123]-*
 echo
 
-echo "PUSH  (gzip OCI layout → empty registry)"
-start_registry pushd; PD=$REG
-start_registry pushs; PS=$REG
-read -r d4w d4r < <(DOCKYARD_CACHE="$run/c4" measure "$dockyard" push "oci:$run/s-oci:x" "$PD/bench/img:1")
+echo "PUSH  (gzip OCI layout → empty registry; median of 3, each run to its own empty registry)"
+walls_d=(); walls_s=()
+for i in 1 2 3; do
+  start_registry "pushd$i"; PD=$REG
+  start_registry "pushs$i"; PS=$REG
+  read -r w r < <(DOCKYARD_CACHE="$run/c4-$i" measure "$dockyard" push "oci:$run/s-oci-1:x" "$PD/bench/img:1")
+  walls_d+=("$w $r")
+  clear_skopeo_cache
+  read -r w r < <(measure skopeo copy -q --dest-tls-verify=false "oci:$run/s-oci-1:x" "docker://$PS/bench/img:1")
+  walls_s+=("$w $r")
+done
+read -r d4w d4r < <(printf '%s\n' "${walls_d[@]}" | sort -g | sed -n 2p)
+read -r s4w s4r < <(printf '%s\n' "${walls_s[@]}" | sort -g | sed -n 2p)
 row "dockyard push" "$d4w" "$d4r"
-clear_skopeo_cache
-read -r s4w s4r < <(measure skopeo copy -q --dest-tls-verify=false "oci:$run/s-oci:x" "docker://$PS/bench/img:1")
 row "skopeo copy → docker://" "$s4w" "$s4r"
 ratio "dockyard/skopeo push" "$d4w" "$d4r" "$s4w" "$s4r"
-DOCKYARD_CACHE="$run/c4" "$dockyard" push "oci:$run/s-oci:x" "$PD/bench/img:1" >/dev/null 2>"$run/repush.txt"
+DOCKYARD_CACHE="$run/c4-3" "$dockyard" push "oci:$run/s-oci-1:x" "$PD/bench/img:1" >/dev/null 2>"$run/repush.txt"
 echo "unchanged re-push: $(grep -o '[0-9]* blobs uploaded ([0-9]* bytes)' "$run/repush.txt")"

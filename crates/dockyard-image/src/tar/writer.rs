@@ -30,6 +30,44 @@ pub struct EntryHeader {
     pub size: u64,
 }
 
+/// A ustar header for a regular file `name` (at most 100 bytes) of `size`
+/// bytes, mode 0644, owner 0:0, mtime 0. Sizes past ustar's octal range
+/// use the base-256 form every current reader (Go, GNU tar, tar-rs) accepts.
+pub fn file_header(name: &[u8], size: u64) -> [u8; BLOCK] {
+    let h = EntryHeader {
+        path: name.to_vec(),
+        kind: EntryKind::File,
+        mode: 0o644,
+        uid: 0,
+        gid: 0,
+        uname: String::new(),
+        gname: String::new(),
+        mtime: 0,
+        size,
+    };
+    let octal_size = if size > MAX_OCTAL_11 { 0 } else { size };
+    let mut b = TarWriter::<Vec<u8>>::header_block(
+        &h,
+        &name[..name.len().min(100)],
+        b"",
+        b"",
+        octal_size,
+        b'0',
+    );
+    if size > MAX_OCTAL_11 {
+        b[124] = 0x80;
+        b[125..128].fill(0);
+        b[128..136].copy_from_slice(&size.to_be_bytes());
+        b[148..156].copy_from_slice(b"        ");
+        let sum: u64 = b.iter().map(|&x| u64::from(x)).sum();
+        let s = format!("{sum:06o}");
+        b[148..154].copy_from_slice(s.as_bytes());
+        b[154] = 0;
+        b[155] = b' ';
+    }
+    b
+}
+
 pub struct TarWriter<W: Write> {
     out: W,
 }
@@ -224,6 +262,25 @@ impl<W: Write> TarWriter<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn file_headers_hold_any_size() {
+        for size in [0u64, 1, MAX_OCTAL_11, MAX_OCTAL_11 + 1, 9 << 30] {
+            let block = file_header(b"blobs/sha256/abc", size);
+            let header = tar::Header::from_byte_slice(&block);
+            assert_eq!(header.size().unwrap(), size);
+            assert_eq!(
+                header.cksum().unwrap(),
+                header
+                    .as_old()
+                    .cksum
+                    .iter()
+                    .take(6)
+                    .fold(0, |acc, &d| acc * 8 + u32::from(d - b'0'))
+            );
+            assert_eq!(header.path_bytes().as_ref(), b"blobs/sha256/abc");
+        }
+    }
 
     #[test]
     fn pax_record_length_counts_itself() {

@@ -3,8 +3,8 @@
 //! tar (an OCI layout plus `manifest.json` and `repositories`) and plain
 //! oci-archives.
 
-use std::collections::HashSet;
-use std::io::{self, BufWriter, Read, Write};
+use std::collections::{HashMap, HashSet};
+use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
 use serde_json::{json, Map, Value};
@@ -19,6 +19,7 @@ use crate::layer::{BlobSource, Layer};
 use crate::media::{self, Compression};
 use crate::progress::{Progress, ProgressReader};
 use crate::reference::Reference;
+use crate::tar::writer::file_header;
 
 const JSON_LIMIT: u64 = 64 << 20;
 
@@ -349,43 +350,54 @@ pub struct ImageTarOptions<'a> {
     pub ref_name: Option<String>,
 }
 
-fn append_member<W: Write>(
-    tar: &mut tar::Builder<W>,
-    name: &str,
-    size: u64,
-    data: &mut dyn Read,
-) -> io::Result<()> {
-    let mut h = tar::Header::new_ustar();
-    h.set_size(size);
-    h.set_mode(0o644);
-    h.set_mtime(0);
-    h.set_uid(0);
-    h.set_gid(0);
-    h.set_entry_type(tar::EntryType::Regular);
-    tar.append_data(&mut h, name, data)
+/// Writes tar members of an image archive. Members of unknown size (a
+/// layer decompressed on the fly) get a placeholder header that is
+/// patched once the data is written — no temporary copy of the layer.
+struct ArchiveWriter<W: Write + Seek> {
+    out: W,
 }
 
-fn decompress_to_temp(layer: &Layer, dir: &Path, progress: &dyn Progress) -> Result<Layer> {
-    let temp = tempfile::Builder::new()
-        .prefix(".dockyard-tmp-")
-        .tempfile_in(dir)
-        .at(dir)?;
-    let (file, temp_path) = temp.into_parts();
-    let id = format!("decompress {}", layer.digest().short());
-    progress.start(&id, layer.size());
-    // Verified against the diff_id while decompressed.
-    let mut reader = layer.open_uncompressed()?;
-    let mut w = BufWriter::with_capacity(1 << 20, file);
-    io::copy(&mut reader, &mut w).map_err(|e| unwrap_io(e, &layer.source().path()))?;
-    w.flush().at(&*temp_path)?;
-    progress.finish(&id);
-    let source = BlobSource::temp_file(temp_path)?;
-    Layer::new(
-        layer.diff_id().clone(),
-        media::OCI_LAYER.to_string(),
-        layer.diff_id().clone(),
-        source,
-    )
+impl<W: Write + Seek> ArchiveWriter<W> {
+    fn pad(&mut self, len: u64) -> io::Result<()> {
+        let rem = (len % 512) as usize;
+        if rem != 0 {
+            self.out.write_all(&[0u8; 512][..512 - rem])?;
+        }
+        Ok(())
+    }
+
+    fn member(&mut self, name: &str, size: u64, data: &mut dyn Read) -> io::Result<()> {
+        self.out.write_all(&file_header(name.as_bytes(), size))?;
+        let copied = io::copy(&mut data.take(size), &mut self.out)?;
+        // Read on to the end: a verifying source checks its digest there.
+        let extra = io::copy(data, &mut io::sink())?;
+        if copied != size || extra != 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("{name}: expected {size} bytes, read {}", copied + extra),
+            ));
+        }
+        self.pad(size)
+    }
+
+    /// Write `data` to its end; returns (offset of the data, its size).
+    fn member_streamed(&mut self, name: &str, data: &mut dyn Read) -> io::Result<(u64, u64)> {
+        let header_at = self.out.stream_position()?;
+        self.out.write_all(&file_header(name.as_bytes(), 0))?;
+        let size = io::copy(data, &mut self.out)?;
+        self.pad(size)?;
+        let end = self.out.stream_position()?;
+        self.out.seek(SeekFrom::Start(header_at))?;
+        self.out.write_all(&file_header(name.as_bytes(), size))?;
+        self.out.seek(SeekFrom::Start(end))?;
+        Ok((header_at + 512, size))
+    }
+
+    fn finish(mut self) -> io::Result<W> {
+        self.out.write_all(&[0u8; 1024])?;
+        self.out.flush()?;
+        Ok(self.out)
+    }
 }
 
 /// Write `image` as a tar at `dest`: an OCI layout, plus the docker parts
@@ -397,68 +409,82 @@ pub fn write_image_tar(
     progress: &dyn Progress,
 ) -> Result<Image> {
     let mut out = AtomicFile::create(dest)?;
-    let dir = match dest.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => Path::new(".").to_path_buf(),
-    };
-    // Docker archives hold uncompressed layers.
-    let (image, decompressed_here) = if opts.docker
-        && image
-            .layers()
-            .iter()
-            .any(|l| l.compression() != Compression::None)
+    let written_image;
     {
-        // Decompress layers in parallel, one per core.
-        let layers = parallel_map(image.layers(), |l| match l.compression() {
-            Compression::None => Ok(l.clone()),
-            _ => decompress_to_temp(l, &dir, progress),
-        })
-        .into_iter()
-        .collect::<Result<Vec<_>>>()?;
-        (image.with_layer_blobs(layers)?, true)
-    } else {
-        (image.clone(), false)
-    };
-    {
-        let writer = BufWriter::with_capacity(1 << 20, out.file());
-        let mut tar = tar::Builder::new(writer);
-        let mut written = HashSet::new();
+        let mut tar = ArchiveWriter {
+            out: BufWriter::with_capacity(1 << 20, out.file()),
+        };
+        let mut written: HashMap<Digest, Layer> = HashMap::new();
+        let mut layers = Vec::with_capacity(image.layers().len());
         for layer in image.layers() {
-            if !written.insert(layer.digest().clone()) {
+            // Docker archives hold uncompressed layers: decompress on the way.
+            let docker_plain = opts.docker && layer.compression() != Compression::None;
+            let name_digest = if docker_plain {
+                layer.diff_id()
+            } else {
+                layer.digest()
+            };
+            if let Some(done) = written.get(name_digest) {
+                layers.push(done.clone());
                 continue;
             }
             let id = layer.digest().short();
             progress.start(&id, layer.size());
-            // Layers decompressed above were verified then; others now.
-            let inner: Box<dyn Read + Send> = if decompressed_here {
-                layer.source().open_raw()?
+            let name = blob_name(name_digest);
+            let stored = if docker_plain {
+                let mut reader = ProgressReader {
+                    id: id.clone(),
+                    inner: layer.open_uncompressed()?,
+                    progress,
+                };
+                let (offset, len) = tar
+                    .member_streamed(&name, &mut reader)
+                    .map_err(|e| unwrap_io(e, &layer.source().path()))?;
+                let source = BlobSource::File {
+                    path: std::sync::Arc::new(dest.to_path_buf()),
+                    offset,
+                    len,
+                    keep: None,
+                    store_blob: false,
+                };
+                let media_type = Compression::None
+                    .layer_media_type(media::is_docker_manifest(image.manifest_media_type()));
+                Layer::new(
+                    layer.diff_id().clone(),
+                    media_type.to_string(),
+                    layer.diff_id().clone(),
+                    source,
+                )?
             } else {
-                Box::new(layer.open()?)
+                let mut reader = ProgressReader {
+                    id: id.clone(),
+                    inner: layer.open()?,
+                    progress,
+                };
+                tar.member(&name, layer.size(), &mut reader)
+                    .map_err(|e| unwrap_io(e, &layer.source().path()))?;
+                layer.clone()
             };
-            let mut reader = ProgressReader {
-                id: id.clone(),
-                inner,
-                progress,
-            };
-            append_member(
-                &mut tar,
-                &blob_name(layer.digest()),
-                layer.size(),
-                &mut reader,
-            )
-            .map_err(|e| unwrap_io(e, &layer.source().path()))?;
             progress.finish(&id);
+            written.insert(name_digest.clone(), stored.clone());
+            layers.push(stored);
         }
+        let image = if opts.docker
+            && image
+                .layers()
+                .iter()
+                .any(|l| l.compression() != Compression::None)
+        {
+            image.with_layer_blobs(layers)?
+        } else {
+            image.clone()
+        };
+        let mut names: HashSet<Digest> = written.keys().cloned().collect();
         for bytes in [image.config_raw(), image.manifest_raw()] {
             let d = Digest::sha256_of(bytes);
-            if written.insert(d.clone()) {
-                append_member(
-                    &mut tar,
-                    &blob_name(&d),
-                    bytes.len() as u64,
-                    &mut &bytes[..],
-                )
-                .at(dest)?;
+            if names.insert(d.clone()) {
+                tar.member(&blob_name(&d), bytes.len() as u64, &mut &bytes[..])
+                    .at(dest)?;
             }
         }
         let mut desc = manifest_descriptor(&image, opts.ref_name.as_deref());
@@ -473,15 +499,11 @@ pub fn write_image_tar(
         let index = json!({"schemaVersion": 2, "mediaType": media::OCI_INDEX, "manifests": [desc]});
         let index = serde_json::to_vec(&index)
             .unwrap_or_else(|_| unreachable!("a Value always serialises"));
-        append_member(&mut tar, "index.json", index.len() as u64, &mut &index[..]).at(dest)?;
+        tar.member("index.json", index.len() as u64, &mut &index[..])
+            .at(dest)?;
         let layout = br#"{"imageLayoutVersion":"1.0.0"}"#;
-        append_member(
-            &mut tar,
-            "oci-layout",
-            layout.len() as u64,
-            &mut &layout[..],
-        )
-        .at(dest)?;
+        tar.member("oci-layout", layout.len() as u64, &mut &layout[..])
+            .at(dest)?;
         if opts.docker {
             let tags: Vec<String> = opts
                 .reference
@@ -500,13 +522,8 @@ pub fn write_image_tar(
             }]);
             let manifest = serde_json::to_vec(&manifest)
                 .unwrap_or_else(|_| unreachable!("a Value always serialises"));
-            append_member(
-                &mut tar,
-                "manifest.json",
-                manifest.len() as u64,
-                &mut &manifest[..],
-            )
-            .at(dest)?;
+            tar.member("manifest.json", manifest.len() as u64, &mut &manifest[..])
+                .at(dest)?;
             if let (Some(r), Some(top)) = (opts.reference, image.layers().last()) {
                 if let Some(tag) = r.tag() {
                     let familiar = r.familiar();
@@ -517,21 +534,16 @@ pub fn write_image_tar(
                     let repos = json!({ repo: { tag: top.diff_id().hex() } });
                     let repos = serde_json::to_vec(&repos)
                         .unwrap_or_else(|_| unreachable!("a Value always serialises"));
-                    append_member(
-                        &mut tar,
-                        "repositories",
-                        repos.len() as u64,
-                        &mut &repos[..],
-                    )
-                    .at(dest)?;
+                    tar.member("repositories", repos.len() as u64, &mut &repos[..])
+                        .at(dest)?;
                 }
             }
         }
-        let mut writer = tar.into_inner().at(dest)?;
-        writer.flush().at(dest)?;
+        tar.finish().at(dest)?;
+        written_image = image;
     }
     out.commit_unsynced()?;
-    Ok(image)
+    Ok(written_image)
 }
 
 fn blob_name(d: &Digest) -> String {
@@ -545,34 +557,4 @@ pub fn read_oci_archive(path: &Path, wanted: Option<&str>) -> Result<Image> {
         return Err(invalid(path, "no index.json: not an oci-archive"));
     }
     layout::read_layout(&index, wanted, None)
-}
-
-/// Map `items` on up to one thread per core, keeping the order.
-fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    let workers = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(2)
-        .clamp(1, 8)
-        .min(items.len().max(1));
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let results: std::sync::Mutex<Vec<Option<R>>> =
-        std::sync::Mutex::new((0..items.len()).map(|_| None).collect());
-    std::thread::scope(|scope| {
-        for _ in 0..workers {
-            scope.spawn(|| loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let Some(item) = items.get(i) else { break };
-                let r = f(item);
-                if let Ok(mut slots) = results.lock() {
-                    slots[i] = Some(r);
-                }
-            });
-        }
-    });
-    results
-        .into_inner()
-        .unwrap_or_else(|p| p.into_inner())
-        .into_iter()
-        .map(|r| r.unwrap_or_else(|| unreachable!("every index is mapped once")))
-        .collect()
 }
