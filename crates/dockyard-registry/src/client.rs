@@ -50,7 +50,7 @@ impl Default for ClientOptions {
             parallel: 6,
             attempts: 6,
             backoff: Duration::from_millis(200),
-            chunk_size: 32 << 20,
+            chunk_size: 128 << 20,
             connect_timeout: Duration::from_secs(30),
         }
     }
