@@ -152,6 +152,21 @@ fn docker_config_auths_helpers_save_and_remove() {
         "the helper was asked for {asked_for:?}, not {host}"
     );
 
+    // 2b. `credsStore`: the same helper as the default store for every registry.
+    let store_cfg = tmp.path().join("creds-store");
+    std::env::set_var("DOCKER_CONFIG", &store_cfg);
+    write_json(
+        &store_cfg.join("config.json"),
+        &json!({"credsStore": "dockyardtest"}),
+    );
+    std::fs::remove_file(&asked).unwrap();
+    push_pull_without_explicit_credentials(&rt, &host, "2b", 46).expect("credsStore credentials");
+    let asked_for = std::fs::read_to_string(&asked).expect("the store helper was run");
+    assert!(
+        asked_for.lines().any(|l| l == host),
+        "asked for {asked_for:?}"
+    );
+
     // 3. save_credentials: mode 0600, other keys kept.
     let saved = tmp.path().join("saved");
     std::env::set_var("DOCKER_CONFIG", &saved);

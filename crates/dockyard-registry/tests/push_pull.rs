@@ -514,3 +514,43 @@ fn skopeo_reads_what_dockyard_pushed_and_dockyard_reads_what_skopeo_pushed() {
     let want: Vec<_> = other.layers().iter().map(|l| l.diff_id().clone()).collect();
     assert_eq!(diff_ids, want);
 }
+
+#[test]
+fn relative_upload_locations_are_followed() {
+    let Some(registry) = RegistryGuard::start(Mode::Open) else {
+        return;
+    };
+    let proxy = FaultProxy::start(registry.port(), Fault::RelativeLocation);
+    let rt = runtime();
+    let opts = ClientOptions {
+        chunk_size: 64 << 10,
+        ..test_options()
+    };
+    let client = connect(&rt, &proxy.host(), opts);
+    let (_d, store) = temp_store();
+    // One layer uploaded in chunks (a chain of Locations), one in a single PUT.
+    let image = test_image(11, 1, 300 << 10);
+    let r = reference(&proxy.host(), "relative/app:1");
+    let pushed = push(&rt, &client, &image, &r, &store);
+    assert!(
+        proxy.faults_injected() >= 3,
+        "Locations rewritten: {}",
+        proxy.faults_injected()
+    );
+    // Every upload request went to the proxy's host and port, on the path the Location named.
+    let uploads: Vec<_> = proxy
+        .requests()
+        .into_iter()
+        .filter(|q| q.method == "PATCH" || q.method == "PUT")
+        .collect();
+    assert!(uploads.iter().any(|q| q.method == "PATCH"));
+    assert!(
+        uploads
+            .iter()
+            .all(|q| q.path.starts_with("/v2/relative/app/")),
+        "{uploads:?}"
+    );
+    let (_d2, fresh) = temp_store();
+    let pulled = pull(&rt, &client, &r, &fresh, &PullOptions::default()).expect("pull");
+    assert_eq!(pulled.digest, pushed.digest);
+}

@@ -824,6 +824,10 @@ pub enum Fault {
     /// distribution 3 and most hosted registries do (2.8 ignores `n` for
     /// tags and always answers one page).
     PaginateTags,
+    /// Upload `Location` headers lose their scheme and host (`/v2/...`),
+    /// as some registries send them: the client must resolve them against
+    /// the request URL.
+    RelativeLocation,
 }
 
 /// A request the proxy saw, and the status it answered.
@@ -1048,6 +1052,14 @@ fn proxy_one(conn: TcpStream, st: &ProxyState) -> io::Result<()> {
     for (k, v) in &resp_headers {
         if k.eq_ignore_ascii_case("connection") || k.eq_ignore_ascii_case("keep-alive") {
             continue;
+        }
+        if fault == Fault::RelativeLocation && k.eq_ignore_ascii_case("location") {
+            if let Some(rest) = v.split_once("://").map(|(_, r)| r) {
+                let path = rest.find('/').map(|i| &rest[i..]).unwrap_or("/");
+                st.injected.fetch_add(1, Ordering::SeqCst);
+                out.push_str(&format!("{k}: {path}\r\n"));
+                continue;
+            }
         }
         out.push_str(&format!("{k}: {v}\r\n"));
     }
