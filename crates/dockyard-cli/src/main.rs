@@ -494,9 +494,30 @@ fn run(cli: Cli) -> CliResult {
                             println!("{}", pushed.digest);
                             return Ok(());
                         }
+                        Location::OciDir { path, reference } => {
+                            let store = Store::open_default()?;
+                            let desc = store
+                                .list()?
+                                .into_iter()
+                                .find(|e| e.name == pulled.name)
+                                .ok_or_else(|| {
+                                    usage(format!(
+                                        "{}: not in the store after the pull",
+                                        pulled.name
+                                    ))
+                                })?;
+                            let root = json!({
+                                "mediaType": desc.media_type,
+                                "digest": desc.digest.to_string(),
+                                "size": desc.size,
+                            });
+                            store.copy_tree_to_layout(&root, path, reference.as_deref())?;
+                            println!("{}", pulled.digest);
+                            return Ok(());
+                        }
                         _ => {
                             return Err(usage(
-                                "--all-platforms copies to docker:// or store: destinations",
+                                "--all-platforms copies to docker://, store: or oci: destinations",
                             ))
                         }
                     }

@@ -121,6 +121,34 @@ fn platforms_are_picked_and_whole_indexes_copied() {
         other.to_string()
     );
 
+    // Into an OCI layout: the index and every platform; skopeo reads it whole.
+    let layout = fx.tmp.path().join("layout");
+    let (out, _) = fx.run(&[
+        "copy",
+        "--all-platforms",
+        &src,
+        &format!("oci:{}:multi", layout.display()),
+    ]);
+    assert_eq!(out.trim(), index_digest.to_string());
+    let oci = format!("oci:{}:multi", layout.display());
+    assert_eq!(fx.platform_of(&oci, Some(&other)), other.to_string());
+    assert_eq!(fx.platform_of(&oci, None), host_platform);
+    if dockyard_testsupport::require_tool("skopeo") {
+        let copied = fx.tmp.path().join("skopeo-copy");
+        dockyard_testsupport::run_ok(
+            std::process::Command::new("skopeo")
+                .args(["--insecure-policy", "copy", "-q", "--all"])
+                .arg(&oci)
+                .arg(format!("oci:{}:x", copied.display())),
+        );
+        let index: Value =
+            serde_json::from_slice(&std::fs::read(copied.join("index.json")).unwrap()).unwrap();
+        assert_eq!(
+            index["manifests"][0]["digest"],
+            json!(index_digest.to_string())
+        );
+    }
+
     // A single-platform pull stores that platform's image under the name.
     fx.run(&[
         "pull",

@@ -208,23 +208,25 @@ impl Store {
         Ok(removed)
     }
 
-    /// Delete blobs no image in index.json reaches, except the recorded
-    /// compressed forms of reachable layers (their records go with them
-    /// otherwise). Returns (blobs removed, bytes freed).
-    pub fn prune(&self) -> Result<(usize, u64)> {
-        let provider = LayoutDir(self.root.clone());
-        let mut keep: HashSet<String> = HashSet::new();
-        let index = parse_json("store index.json", &provider.index_json()?)?;
-        let mut stack: Vec<Value> = index
-            .get("manifests")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
+    /// Every descriptor reachable from `roots` through stored indexes and
+    /// manifests (each once). Only manifests and indexes are read, never
+    /// layers; blobs that are missing are still listed.
+    fn reachable(&self, roots: Vec<Value>) -> Vec<DescriptorInfo> {
+        let mut seen: HashSet<Digest> = HashSet::new();
+        let mut out = Vec::new();
+        let mut stack = roots;
         while let Some(desc) = stack.pop() {
             let Ok(d) = DescriptorInfo::parse("store descriptor", &desc) else {
                 continue;
             };
-            if !keep.insert(d.digest.hex().to_string()) {
+            if !seen.insert(d.digest.clone()) {
+                continue;
+            }
+            let is_json_manifest = crate::media::is_index(&d.media_type)
+                || crate::media::is_manifest(&d.media_type)
+                || (d.media_type.is_empty() && d.size <= 4 << 20);
+            out.push(d.clone());
+            if !is_json_manifest || d.size > 4 << 20 {
                 continue;
             }
             let Ok(bytes) = fs::read(self.blob_path(&d.digest)) else {
@@ -243,6 +245,91 @@ impl Store {
                 stack.extend(ls.iter().cloned());
             }
         }
+        out
+    }
+
+    /// Copy what a stored manifest or index reaches (every platform of an
+    /// index) into the OCI layout `dir`, named `ref_name`. Blobs are linked
+    /// when the filesystem allows, else copied.
+    pub fn copy_tree_to_layout(
+        &self,
+        root: &Value,
+        dir: &Path,
+        ref_name: Option<&str>,
+    ) -> Result<()> {
+        let parent = match dir.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        if !parent.is_dir() {
+            return Err(Error::Io {
+                path: parent,
+                source: io::Error::new(io::ErrorKind::NotFound, "output directory does not exist"),
+            });
+        }
+        let blobs = dir.join("blobs").join("sha256");
+        fs::create_dir_all(&blobs).at(&blobs)?;
+        let layout_file = dir.join("oci-layout");
+        if !layout_file.exists() {
+            write_atomic(&layout_file, br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+        }
+        for d in self.reachable(vec![root.clone()]) {
+            let src = self.blob_path(&d.digest);
+            if !src.is_file() {
+                return Err(Error::InvalidImage {
+                    what: format!("the store ({})", self.root.display()),
+                    reason: format!("blob {} is not stored", d.digest),
+                });
+            }
+            let dest = blob_path(dir, &d.digest);
+            if dest.is_file() {
+                continue;
+            }
+            if fs::hard_link(&src, &dest).is_err() {
+                let mut f = AtomicFile::create(&dest)?;
+                let mut r = fs::File::open(&src).at(&src)?;
+                io::copy(&mut r, f.file()).at(&dest)?;
+                f.commit()?;
+            }
+        }
+        let mut desc = root.clone();
+        if let Some(name) = ref_name {
+            desc["annotations"] = serde_json::json!({ layout::REF_NAME: name });
+        }
+        let digest = DescriptorInfo::parse("descriptor", root)?
+            .digest
+            .to_string();
+        layout::update_index_json(dir, |list| {
+            list.retain(|m| {
+                let same_name = ref_name.is_some()
+                    && m.get("annotations")
+                        .and_then(|a| a.get(layout::REF_NAME))
+                        .and_then(Value::as_str)
+                        == ref_name;
+                let same_unnamed =
+                    ref_name.is_none() && m.get("digest").and_then(Value::as_str) == Some(&digest);
+                !(same_name || same_unnamed)
+            });
+            list.push(desc);
+        })
+    }
+
+    /// Delete blobs no image in index.json reaches, except the recorded
+    /// compressed forms of reachable layers (their records go with them
+    /// otherwise). Returns (blobs removed, bytes freed).
+    pub fn prune(&self) -> Result<(usize, u64)> {
+        let provider = LayoutDir(self.root.clone());
+        let index = parse_json("store index.json", &provider.index_json()?)?;
+        let roots: Vec<Value> = index
+            .get("manifests")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let mut keep: HashSet<String> = self
+            .reachable(roots)
+            .into_iter()
+            .map(|d| d.digest.hex().to_string())
+            .collect();
         // Compressed forms of layers still in use stay; stale records go.
         let tables = self.root.join("dockyard");
         for table in fs::read_dir(&tables).at(&tables)?.flatten() {
