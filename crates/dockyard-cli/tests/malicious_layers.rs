@@ -522,3 +522,46 @@ fn whiteouts_and_opaque_directories_are_applied() {
     assert!(!root.join("b/.wh..wh..opq").exists());
     s.assert_outside_untouched();
 }
+
+#[test]
+fn directory_modes_are_not_applied_through_a_symlink_that_replaced_a_parent() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = Sandbox::new(&[]);
+    let victim = s.outside().join("victim");
+    fs::create_dir(&victim).unwrap();
+    fs::set_permissions(&victim, fs::Permissions::from_mode(0o700)).unwrap();
+    let outside = s.outside().to_str().unwrap().to_string();
+    // x/victim (0755) is created, then x itself becomes a link to outside.
+    write_layout(
+        &s.layout(),
+        &[layer_tar(&[
+            Entry::Dir("x"),
+            Entry::Dir("x/victim"),
+            Entry::Symlink("x", &outside),
+        ])],
+    );
+    let out = s.export();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mode = fs::metadata(&victim).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(
+        mode, 0o700,
+        "export changed the mode of a directory outside its root"
+    );
+    assert!(fs::symlink_metadata(s.out().join("x"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+}
+
+#[test]
+fn refusals_name_the_layer() {
+    let s = Sandbox::new(&[layer_tar(&[Entry::File("../escape", b"x")])]);
+    let out = s.export();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("layer sha256:"), "{stderr}");
+}

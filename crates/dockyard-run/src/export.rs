@@ -96,7 +96,13 @@ impl Rootfs<'_> {
         })?;
         for entry in entries {
             let entry = entry.map_err(|e| layer_error(layer_name, e))?;
-            self.apply_entry(entry, layer_name)?;
+            self.apply_entry(entry, layer_name).map_err(|e| match e {
+                Error::UnsafePath { path, reason } => Error::UnsafePath {
+                    path: format!("{layer_name}: {path}"),
+                    reason,
+                },
+                other => other,
+            })?;
         }
         // Read to the end so the layer's digest is verified.
         let mut rest = archive.into_inner();
@@ -262,6 +268,23 @@ impl Rootfs<'_> {
     }
 }
 
+/// True when every component of `path` below `root` is a directory, not a
+/// symlink (checked without following links).
+fn is_real_dir_below(root: &Path, path: &Path) -> bool {
+    let Ok(rel) = path.strip_prefix(root) else {
+        return false;
+    };
+    let mut p = root.to_path_buf();
+    for c in rel.components() {
+        p.push(c);
+        match fs::symlink_metadata(&p) {
+            Ok(m) if m.is_dir() && !m.file_type().is_symlink() => {}
+            _ => return false,
+        }
+    }
+    true
+}
+
 fn layer_error(layer: &str, e: io::Error) -> Error {
     if e.get_ref().map(|i| i.is::<Error>()).unwrap_or(false) {
         if let Some(Ok(inner)) = e.into_inner().map(|b| b.downcast::<Error>()) {
@@ -326,10 +349,9 @@ pub fn export_rootfs(image: &Image, dest: &Path, progress: &dyn Progress) -> Res
     let mut modes = std::mem::take(&mut fs_state.dir_modes);
     modes.reverse();
     for (p, mode) in modes {
-        if fs::symlink_metadata(&p)
-            .map(|m| m.is_dir())
-            .unwrap_or(false)
-        {
+        // A later entry may have replaced a parent with a symlink: only a
+        // path of real directories inside the root gets its mode.
+        if is_real_dir_below(temp.path(), &p) {
             fs::set_permissions(&p, fs::Permissions::from_mode(mode)).at(&p)?;
         }
     }
