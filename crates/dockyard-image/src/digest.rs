@@ -45,6 +45,12 @@ impl Digest {
     pub fn hex(&self) -> &str {
         &self.hex
     }
+    /// The digest of `bytes` with `algorithm`.
+    pub fn compute(algorithm: Algorithm, bytes: &[u8]) -> Digest {
+        let mut h = Hasher::new(algorithm);
+        h.update(bytes);
+        h.finish()
+    }
     /// sha256 of a byte slice.
     pub fn sha256_of(bytes: &[u8]) -> Digest {
         Digest {

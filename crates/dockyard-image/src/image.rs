@@ -197,7 +197,7 @@ impl Image {
     ) -> Result<Image> {
         let manifest = parse_json("manifest", &manifest_raw)?;
         let info = ManifestInfo::from_value("manifest", &manifest)?;
-        let actual = Digest::sha256_of(&config_raw);
+        let actual = Digest::compute(info.config.digest.algorithm(), &config_raw);
         if actual != info.config.digest {
             return Err(Error::DigestMismatch {
                 what: "image config".into(),

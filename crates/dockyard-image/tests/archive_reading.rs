@@ -970,3 +970,40 @@ fn an_image_with_the_same_layer_twice_survives_a_docker_archive() {
         layer_files(l);
     }
 }
+
+#[test]
+fn sha512_addressed_manifests_are_verified_too() {
+    use dockyard_image::digest::Algorithm;
+    use dockyard_image::Digest;
+    let tmp = tempfile::tempdir().unwrap();
+    let img = test_image(tmp.path(), "s");
+    let dir = tmp.path().join("layout");
+    layout::write_layout_dir(&dir, &img, Some("s"), &Silent).unwrap();
+    let manifest = img.manifest_raw().to_vec();
+    let d512 = Digest::compute(Algorithm::Sha512, &manifest);
+    fs::create_dir_all(dir.join("blobs/sha512")).unwrap();
+    let point_at = |digest: &Digest| {
+        let index = json!({"schemaVersion": 2, "manifests": [{
+            "mediaType": img.manifest_media_type(),
+            "digest": digest.to_string(),
+            "size": manifest.len(),
+            "annotations": {"org.opencontainers.image.ref.name": "s"},
+        }]});
+        fs::write(dir.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+    };
+    // The right bytes under their sha512 name read fine.
+    fs::write(dir.join("blobs/sha512").join(d512.hex()), &manifest).unwrap();
+    point_at(&d512);
+    let loc = Location::OciDir {
+        path: dir.clone(),
+        reference: Some("s".into()),
+    };
+    assert_eq!(read(&loc).unwrap().digest(), img.digest());
+    // Other bytes (same size) under that name are refused, naming the digest.
+    let mut other = manifest.clone();
+    let last = other.len() - 2;
+    other[last] = b' ';
+    fs::write(dir.join("blobs/sha512").join(d512.hex()), &other).unwrap();
+    let err = read(&loc).unwrap_err().to_string();
+    assert!(err.contains(&d512.to_string()), "{err}");
+}

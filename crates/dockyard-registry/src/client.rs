@@ -58,18 +58,19 @@ impl Default for ClientOptions {
 
 /// True for hosts where plain HTTP is allowed without a flag.
 pub fn is_loopback(host: &str) -> bool {
-    let h = host
-        .rsplit_once(':')
-        .map(|(h, p)| {
-            if p.chars().all(|c| c.is_ascii_digit()) {
-                h
-            } else {
-                host
-            }
-        })
-        .unwrap_or(host);
-    let h = h.trim_start_matches('[').trim_end_matches(']');
-    h == "localhost" || h == "::1" || h.starts_with("127.") && h.split('.').count() == 4
+    // host, host:port, [v6], [v6]:port
+    let h = if let Some(rest) = host.strip_prefix('[') {
+        rest.split(']').next().unwrap_or("")
+    } else {
+        match host.rsplit_once(':') {
+            Some((h, p)) if !h.contains(':') && p.chars().all(|c| c.is_ascii_digit()) => h,
+            _ => host,
+        }
+    };
+    h == "localhost"
+        || h.parse::<std::net::IpAddr>()
+            .map(|ip| ip.is_loopback())
+            .unwrap_or(false)
 }
 
 /// The API host for a reference's registry (`docker.io` → its API host).
@@ -275,7 +276,16 @@ impl Registry {
                 q.append_pair("scope", s);
             }
         }
-        let creds = self.credentials().await?;
+        // Credentials go to a token server only over TLS (or on loopback,
+        // or when the user asked for plain HTTP).
+        let creds_allowed = url.scheme() == "https"
+            || self.opts.plain_http
+            || url.host_str().map(is_loopback).unwrap_or(false);
+        let creds = if creds_allowed {
+            self.credentials().await?
+        } else {
+            None
+        };
         let mut last = String::new();
         let mut retry_after = None;
         for attempt in 0..self.opts.attempts {
@@ -359,7 +369,13 @@ impl Registry {
         let mut attempt = 0;
         let mut last = String::new();
         while attempt < self.opts.attempts {
-            let authorization = self.authorization(scope, force_new_token).await?;
+            // Credentials only ever go to the registry itself, never to a
+            // host a Link or Location header names.
+            let authorization = if url.origin() == self.base.origin() {
+                self.authorization(scope, force_new_token).await?
+            } else {
+                None
+            };
             force_new_token = false;
             let mut req = self
                 .http
@@ -473,8 +489,27 @@ impl Registry {
         if status.is_success() {
             return Ok(resp);
         }
-        let body = resp.text().await.unwrap_or_default();
-        let body: String = body.chars().take(400).collect();
+        // Read at most a few KiB of an error body.
+        let mut body_bytes = Vec::new();
+        let mut stream = resp.bytes_stream();
+        while let Some(Ok(chunk)) = futures_util::StreamExt::next(&mut stream).await {
+            body_bytes.extend_from_slice(&chunk);
+            if body_bytes.len() > 4096 {
+                break;
+            }
+        }
+        let body: String = String::from_utf8_lossy(&body_bytes)
+            .chars()
+            .take(400)
+            .collect();
+        if status == StatusCode::BAD_REQUEST && body.contains("DIGEST_INVALID") {
+            return Err(RegistryError::Http {
+                registry: self.name.clone(),
+                what: what.into(),
+                status: status.as_u16(),
+                body: format!("the registry computed a different digest for the uploaded bytes: the local copy is corrupt ({})", body.trim()),
+            });
+        }
         if status == StatusCode::NOT_FOUND {
             return Err(RegistryError::NotFound {
                 registry: self.name.clone(),
@@ -540,5 +575,35 @@ async fn probe_scheme(http: &reqwest::Client, host: &str) -> &'static str {
         }
         // Nothing answered plain HTTP: try TLS (and report its error there).
         Err(_) => "https",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_loopback;
+
+    #[test]
+    fn loopback_means_loopback_addresses_only() {
+        for yes in [
+            "localhost",
+            "localhost:5000",
+            "127.0.0.1",
+            "127.0.0.1:5000",
+            "127.9.9.9:1",
+            "[::1]:5000",
+            "::1",
+        ] {
+            assert!(is_loopback(yes), "{yes}");
+        }
+        for no in [
+            "127.evil.co.uk",
+            "127.0.0.1.nip.io:5000",
+            "localhost.example",
+            "10.0.0.1:5000",
+            "ghcr.io",
+            "[::2]:5000",
+        ] {
+            assert!(!is_loopback(no), "{no}");
+        }
     }
 }

@@ -65,23 +65,26 @@ impl Registry {
             }
         }
         let digest = Digest::sha256_of(&bytes);
+        // Verify with whatever algorithm the reference or header names.
         if let Ok(expected) = reference.parse::<Digest>() {
-            if expected.algorithm() == digest.algorithm() && expected != digest {
+            let actual = Digest::compute(expected.algorithm(), &bytes);
+            if expected != actual {
                 return Err(RegistryError::DigestMismatch {
                     registry: self.name.clone(),
                     what,
                     expected,
-                    actual: digest,
+                    actual,
                 });
             }
         }
-        if let Some(h) = header_digest.filter(|h| h.algorithm() == digest.algorithm()) {
-            if h != digest {
+        if let Some(h) = header_digest {
+            let actual = Digest::compute(h.algorithm(), &bytes);
+            if h != actual {
                 return Err(RegistryError::DigestMismatch {
                     registry: self.name.clone(),
                     what,
                     expected: h,
-                    actual: digest,
+                    actual,
                 });
             }
         }
@@ -221,7 +224,7 @@ impl Registry {
                 break;
             }
         }
-        let actual = Digest::sha256_of(&bytes);
+        let actual = Digest::compute(d.digest.algorithm(), &bytes);
         if actual != d.digest {
             return Err(RegistryError::DigestMismatch {
                 registry: self.name.clone(),

@@ -244,7 +244,13 @@ impl Registry {
                     None,
                     &what,
                 )
-                .await?;
+                .await;
+            // A refused mount (source gone, private, other credentials) is
+            // not an error: the blob is uploaded instead.
+            let Ok(resp) = resp else {
+                tracing::debug!(%digest, from, "mount refused; uploading");
+                continue;
+            };
             match resp.status() {
                 StatusCode::CREATED => return Ok(BlobOutcome::Mounted),
                 StatusCode::ACCEPTED => {

@@ -95,8 +95,8 @@ pub fn read_verified(
     limit: u64,
 ) -> Result<Vec<u8>> {
     let bytes = p.blob(&d.digest)?.read_all(limit)?;
-    let actual = Digest::sha256_of(&bytes);
-    if d.digest.algorithm() == crate::digest::Algorithm::Sha256 && actual != d.digest {
+    let actual = Digest::compute(d.digest.algorithm(), &bytes);
+    if actual != d.digest {
         return Err(Error::DigestMismatch {
             what: format!("{what} in {}", p.location()),
             expected: d.digest.clone(),
