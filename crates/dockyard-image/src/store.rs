@@ -127,7 +127,39 @@ impl Store {
         name: Option<&str>,
         progress: &dyn Progress,
     ) -> Result<()> {
+        let _hold = self.writer_lock()?;
         layout::write_layout_dir(&self.root, image, name, progress)
+    }
+
+    fn lock(&self, exclusive: bool) -> Result<StoreLock> {
+        use std::os::unix::io::AsRawFd;
+        let p = self.root.join(".store.lock");
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&p)
+            .at(&p)?;
+        let op = if exclusive {
+            libc::LOCK_EX
+        } else {
+            libc::LOCK_SH
+        };
+        loop {
+            // SAFETY: flock on a descriptor we own; released when it closes.
+            if unsafe { libc::flock(file.as_raw_fd(), op) } == 0 {
+                return Ok(StoreLock { _file: file });
+            }
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(Error::Io { path: p, source: e });
+            }
+        }
+    }
+
+    /// Hold while adding blobs that will be named (shared among writers).
+    pub fn writer_lock(&self) -> Result<StoreLock> {
+        self.lock(false)
     }
 
     /// Name a manifest or index already in the store (replacing what the
@@ -318,6 +350,7 @@ impl Store {
     /// compressed forms of reachable layers (their records go with them
     /// otherwise). Returns (blobs removed, bytes freed).
     pub fn prune(&self) -> Result<(usize, u64)> {
+        let _exclusive = self.lock(true)?;
         let provider = LayoutDir(self.root.clone());
         let index = parse_json("store index.json", &provider.index_json()?)?;
         let roots: Vec<Value> = index
@@ -442,6 +475,13 @@ impl BlobProvider for Store {
     fn index_json(&self) -> Result<Vec<u8>> {
         LayoutDir(self.root.clone()).index_json()
     }
+}
+
+/// A hold on the whole store. Writers take it shared from their first blob
+/// until the image is named, so a concurrent `prune` (which takes it
+/// exclusive) never deletes blobs that are about to be referenced.
+pub struct StoreLock {
+    _file: fs::File,
 }
 
 pub struct SideTable {

@@ -583,3 +583,35 @@ fn layouts_written_from_the_store_link_its_verified_blobs() {
     let copied = fs::metadata(out2.join("blobs/sha256").join(digest.hex())).unwrap();
     assert_ne!(copied.ino(), in_layout.ino());
 }
+
+#[test]
+fn prune_waits_for_writers_that_have_not_named_their_image_yet() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("store");
+    let store = Store::open(&root).unwrap();
+    let hold = store.writer_lock().unwrap();
+    // A blob a writer has stored but not yet named.
+    let blob = store.put_bytes(b"layer being pulled").unwrap();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let pruner = {
+        let root = root.clone();
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let r = Store::open(&root).unwrap().prune().unwrap();
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+            r
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(
+        !done.load(std::sync::atomic::Ordering::SeqCst),
+        "prune ran while a writer held the store"
+    );
+    assert!(store.has_blob(&blob));
+    drop(hold);
+    let (removed, _) = pruner.join().unwrap();
+    assert_eq!(
+        removed, 1,
+        "after the writer let go, the unnamed blob is garbage"
+    );
+}

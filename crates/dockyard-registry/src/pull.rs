@@ -68,6 +68,19 @@ impl Registry {
         store: &Store,
         progress: &dyn Progress,
     ) -> Result<u64> {
+        self.fetch_blob(repo, digest, size, store, progress, true)
+            .await
+    }
+
+    async fn fetch_blob(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        size: Option<u64>,
+        store: &Store,
+        progress: &dyn Progress,
+        allow_restart: bool,
+    ) -> Result<u64> {
         if store.has_blob(digest) {
             return Ok(0);
         }
@@ -77,21 +90,41 @@ impl Registry {
         // The partial file is named for the blob so a later run resumes it;
         // a lock keeps two pulls of the same blob from writing it at once.
         let partial = dir.join(format!(".dockyard-tmp-partial-{}", digest.hex()));
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .open(&partial)
-            .map_err(|e| io_err(&partial, e))?;
-        let mut lock = fd_lock::RwLock::new(file);
-        let mut guard = loop {
-            match lock.try_write() {
-                Ok(g) => break g,
-                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        let mut locked = loop {
+            let file = OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .read(true)
+                .write(true)
+                .open(&partial)
+                .map_err(|e| io_err(&partial, e))?;
+            loop {
+                use std::os::unix::io::AsRawFd;
+                // SAFETY: flock on a descriptor we own; released when it closes.
+                if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+                    break;
+                }
+                let e = std::io::Error::last_os_error();
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::Interrupted
+                {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+                return Err(io_err(&partial, e));
+            }
+            // Another pull may have removed or replaced the partial file while
+            // we waited: only the file still at that path is ours to continue.
+            use std::os::unix::fs::MetadataExt;
+            let same = match (file.metadata(), fs::metadata(&partial)) {
+                (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+                _ => false,
+            };
+            if same {
+                break file;
             }
         };
-        let file: &mut File = &mut guard;
+        let file: &mut File = &mut locked;
         if store.has_blob(digest) {
             let _ = fs::remove_file(&partial);
             return Ok(0);
@@ -117,6 +150,7 @@ impl Registry {
             hasher = Hasher::new(digest.algorithm());
             have = 0;
         }
+        let resumed_from = have;
         let id = digest.short();
         progress.start(&id, size.unwrap_or(0));
         progress.advance(&id, have);
@@ -223,6 +257,12 @@ impl Registry {
         if actual != *digest || !size_ok {
             // Nothing of a bad blob is kept: the next try starts clean.
             let _ = fs::remove_file(&partial);
+            drop(locked);
+            if resumed_from > 0 && allow_restart {
+                // The kept part was bad (e.g. lost in a crash): once more from byte 0.
+                tracing::debug!(%digest, resumed_from, "resumed blob failed verification; starting over");
+                return Box::pin(self.fetch_blob(repo, digest, size, store, progress, false)).await;
+            }
             if !size_ok && actual == *digest {
                 return Err(RegistryError::Image(dockyard_image::Error::SizeMismatch {
                     what: what.clone(),
@@ -239,7 +279,7 @@ impl Registry {
         }
         file.sync_all().map_err(|e| io_err(&partial, e))?;
         fs::rename(&partial, &final_path).map_err(|e| io_err(&final_path, e))?;
-        drop(guard);
+        drop(locked);
         progress.finish(&id);
         Ok(fetched)
     }
@@ -276,6 +316,8 @@ impl Registry {
             (None, None) => "latest".to_string(),
         };
         let top = self.fetch_manifest(&repo, &tag_or_digest).await?;
+        // Until the image is named, a concurrent prune must not run.
+        let _hold = store.writer_lock()?;
         let counters = Counters::default();
         let chosen: FetchedManifest = if top.is_index() {
             let index: Value =
@@ -300,7 +342,7 @@ impl Registry {
                     if m.is_index() {
                         continue;
                     }
-                    self.fetch_image_blobs(&repo, &m, store, progress, &counters)
+                    self.fetch_image_blobs(&repo, &m, store, progress, &counters, false)
                         .await?;
                     store.put_bytes(&m.bytes)?;
                 }
@@ -311,7 +353,7 @@ impl Registry {
         } else {
             top.clone()
         };
-        self.fetch_image_blobs(&repo, &chosen, store, progress, &counters)
+        self.fetch_image_blobs(&repo, &chosen, store, progress, &counters, true)
             .await?;
         // Store manifests unchanged, then name what the reference names.
         let top_digest = store.put_bytes(&top.bytes)?;
@@ -360,6 +402,7 @@ impl Registry {
         store: &Store,
         progress: &dyn Progress,
         counters: &Counters,
+        strict: bool,
     ) -> Result<()> {
         let info = ManifestInfo::parse(&format!("manifest {}", m.digest), &m.bytes)?;
         let (config, n) = self
@@ -373,18 +416,23 @@ impl Registry {
                 .bytes
                 .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
         }
-        let config: Value =
-            serde_json::from_slice(&config).map_err(|e| dockyard_image::Error::Json {
-                what: format!("config {}", info.config.digest),
-                source: e,
-            })?;
-        let diff_ids = config_diff_ids("config", &config)?;
-        if diff_ids.len() != info.layers.len() {
-            return Err(dockyard_image::Error::InvalidImage {
-                what: format!("image {}", m.digest),
-                reason: "manifest and config disagree on the number of layers".into(),
+        // Every runnable image has a diff_id per layer; an index may also
+        // list artifacts (attestations, signatures) whose config is not an
+        // image config, so only the chosen image is held to that.
+        if strict {
+            let config: Value =
+                serde_json::from_slice(&config).map_err(|e| dockyard_image::Error::Json {
+                    what: format!("config {}", info.config.digest),
+                    source: e,
+                })?;
+            let diff_ids = config_diff_ids("config", &config)?;
+            if diff_ids.len() != info.layers.len() {
+                return Err(dockyard_image::Error::InvalidImage {
+                    what: format!("image {}", m.digest),
+                    reason: "manifest and config disagree on the number of layers".into(),
+                }
+                .into());
             }
-            .into());
         }
         let counters = Arc::new(counters);
         stream::iter(info.layers.iter().map(|l| {

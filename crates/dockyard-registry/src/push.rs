@@ -92,6 +92,7 @@ pub fn compressed_layer(
     docker: bool,
 ) -> Result<Layer> {
     let media_type = compression.layer_media_type(docker).to_string();
+    let _hold = store.writer_lock()?;
     if let Some((digest, _)) = store.lookup_compressed(layer.diff_id(), compression)? {
         let source = BlobSource::whole_file(&store.blob_path(&digest))?;
         return Ok(Layer::new(

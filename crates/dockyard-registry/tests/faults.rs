@@ -341,3 +341,28 @@ fn corrupted_manifest_is_refused_by_digest_and_by_tag() {
     assert!(!store.has_blob(&image.digest()));
     assert!(store.list().unwrap().is_empty(), "nothing may be named");
 }
+
+#[test]
+fn a_damaged_partial_blob_from_an_earlier_run_is_fetched_again() {
+    let rt = runtime();
+    let Some((registry, image)) = registry_with_image(&rt, 77) else {
+        return;
+    };
+    let client = connect(&rt, &registry.host(), options());
+    let (_d, store) = temp_store();
+    // As after a crash that lost the data: a partial file of the full
+    // length whose bytes are wrong.
+    let layer = &image.layers()[1];
+    let partial = store
+        .root()
+        .join("blobs/sha256")
+        .join(format!(".dockyard-tmp-partial-{}", layer.digest().hex()));
+    std::fs::write(&partial, vec![0u8; layer.size() as usize]).unwrap();
+    let pulled =
+        pull(&rt, &client, &registry.host(), &store).expect("the pull starts that blob over");
+    assert_eq!(pulled.image.digest(), image.digest());
+    for d in all_blobs(&image) {
+        assert!(store_blob_verifies(&store, &d), "{d}");
+    }
+    assert!(partial_files(&store).is_empty());
+}
