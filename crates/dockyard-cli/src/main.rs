@@ -289,6 +289,20 @@ fn apply_format(image: Image, format: &Option<String>) -> CliResult<Image> {
     }
 }
 
+/// The descriptor (mediaType, digest, size) the store holds under `name`.
+fn stored_descriptor(store: &Store, name: &str) -> CliResult<Value> {
+    let entry = store
+        .list()?
+        .into_iter()
+        .find(|e| e.name == name)
+        .ok_or_else(|| usage(format!("{name}: not in the store after the pull")))?;
+    Ok(json!({
+        "mediaType": entry.media_type,
+        "digest": entry.digest.to_string(),
+        "size": entry.size,
+    }))
+}
+
 fn parse_compression(s: &str) -> CliResult<Compression> {
     match s {
         "gzip" => Ok(Compression::Gzip),
@@ -463,25 +477,9 @@ fn run(cli: Cli) -> CliResult {
                         // The store keeps the whole index under the pulled name; name it as asked too.
                         Location::Store(name) => {
                             let store = Store::open_default()?;
-                            let desc = store
-                                .list()?
-                                .into_iter()
-                                .find(|e| e.name == pulled.name)
-                                .ok_or_else(|| {
-                                    usage(format!(
-                                        "{}: not in the store after the pull",
-                                        pulled.name
-                                    ))
-                                })?;
-                            store.name_descriptor(
-                                &name.to_string(),
-                                json!({
-                                    "mediaType": desc.media_type,
-                                    "digest": desc.digest.to_string(),
-                                    "size": desc.size,
-                                    "annotations": { dockyard_image::transport::layout::REF_NAME: name.to_string() },
-                                }),
-                            )?;
+                            let mut root = stored_descriptor(&store, &pulled.name)?;
+                            root["annotations"] = json!({ dockyard_image::transport::layout::REF_NAME: name.to_string() });
+                            store.name_descriptor(&name.to_string(), root)?;
                             println!("{}", pulled.digest);
                             return Ok(());
                         }
@@ -496,21 +494,7 @@ fn run(cli: Cli) -> CliResult {
                         }
                         Location::OciDir { path, reference } => {
                             let store = Store::open_default()?;
-                            let desc = store
-                                .list()?
-                                .into_iter()
-                                .find(|e| e.name == pulled.name)
-                                .ok_or_else(|| {
-                                    usage(format!(
-                                        "{}: not in the store after the pull",
-                                        pulled.name
-                                    ))
-                                })?;
-                            let root = json!({
-                                "mediaType": desc.media_type,
-                                "digest": desc.digest.to_string(),
-                                "size": desc.size,
-                            });
+                            let root = stored_descriptor(&store, &pulled.name)?;
                             store.copy_tree_to_layout(&root, path, reference.as_deref())?;
                             println!("{}", pulled.digest);
                             return Ok(());
