@@ -9,6 +9,22 @@ use tempfile::NamedTempFile;
 
 use crate::error::{IoContext, Result};
 
+/// The directory an output at `dest` goes into; it must exist (outputs are
+/// never written into directories created on the user's behalf).
+pub fn output_parent(dest: &Path) -> Result<PathBuf> {
+    let dir = match dest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    if !dir.is_dir() {
+        return Err(crate::error::Error::Io {
+            path: dir,
+            source: io::Error::new(io::ErrorKind::NotFound, "output directory does not exist"),
+        });
+    }
+    Ok(dir)
+}
+
 pub struct AtomicFile {
     temp: NamedTempFile,
     dest: PathBuf,
@@ -17,19 +33,10 @@ pub struct AtomicFile {
 impl AtomicFile {
     /// Start writing `dest`; its directory must exist.
     pub fn create(dest: &Path) -> Result<AtomicFile> {
-        let dir = match dest.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
-        if !dir.is_dir() {
-            return Err(crate::error::Error::Io {
-                path: dir.to_path_buf(),
-                source: io::Error::new(io::ErrorKind::NotFound, "output directory does not exist"),
-            });
-        }
+        let dir = output_parent(dest)?;
         let temp = tempfile::Builder::new()
             .prefix(".dockyard-tmp-")
-            .tempfile_in(dir)
+            .tempfile_in(&dir)
             .at(dest)?;
         Ok(AtomicFile {
             temp,

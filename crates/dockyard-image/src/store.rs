@@ -289,16 +289,7 @@ impl Store {
         dir: &Path,
         ref_name: Option<&str>,
     ) -> Result<()> {
-        let parent = match dir.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        if !parent.is_dir() {
-            return Err(Error::Io {
-                path: parent,
-                source: io::Error::new(io::ErrorKind::NotFound, "output directory does not exist"),
-            });
-        }
+        crate::atomic::output_parent(dir)?;
         let blobs = dir.join("blobs").join("sha256");
         fs::create_dir_all(&blobs).at(&blobs)?;
         let layout_file = dir.join("oci-layout");

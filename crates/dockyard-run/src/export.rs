@@ -304,16 +304,7 @@ fn layer_error(layer: &str, e: io::Error) -> Error {
 /// Export the flattened rootfs of `image` into `dest`, which must not exist
 /// (or be an empty directory). Returns the number of layers applied.
 pub fn export_rootfs(image: &Image, dest: &Path, progress: &dyn Progress) -> Result<usize> {
-    let parent = match dest.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    if !parent.is_dir() {
-        return Err(Error::Io {
-            path: parent,
-            source: io::Error::new(io::ErrorKind::NotFound, "output directory does not exist"),
-        });
-    }
+    let parent = dockyard_image::atomic::output_parent(dest)?;
     if let Ok(mut list) = fs::read_dir(dest) {
         if list.next().is_some() {
             return Err(Error::Usage(format!(

@@ -398,16 +398,7 @@ pub fn write_layout_dir(
     ref_name: Option<&str>,
     progress: &dyn Progress,
 ) -> Result<()> {
-    let parent = match dir.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    if !parent.is_dir() {
-        return Err(Error::Io {
-            path: parent,
-            source: io::Error::new(io::ErrorKind::NotFound, "output directory does not exist"),
-        });
-    }
+    let parent = crate::atomic::output_parent(dir)?;
     if dir.exists() {
         return fill_layout_dir(dir, image, ref_name, progress);
     }
