@@ -8,12 +8,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use dockyard_image::media::Compression;
-use dockyard_image::tar::{LayerBuilder, LayerOptions};
-use dockyard_image::transport::{read_image, write_image, ReadOptions};
-use dockyard_image::{ConfigEdit, Error, Image, Location, Platform, Store};
+use dockyard::{
+    Compression, ConfigEdit, Dockyard, Format, LayerRemoval, Mutation, OpenOptions, Platform,
+    WriteOptions, Written,
+};
 use registry::RegistryArgs;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 #[derive(Parser)]
 #[command(
@@ -208,12 +208,18 @@ pub(crate) struct Failure {
     pub(crate) message: String,
 }
 
-impl From<Error> for Failure {
-    fn from(e: Error) -> Self {
+impl From<dockyard::Error> for Failure {
+    fn from(e: dockyard::Error) -> Self {
         Failure {
             code: if e.is_user_error() { 1 } else { 2 },
             message: e.to_string(),
         }
+    }
+}
+
+impl From<dockyard_image::Error> for Failure {
+    fn from(e: dockyard_image::Error) -> Self {
+        dockyard::Error::from(e).into()
     }
 }
 
@@ -259,48 +265,14 @@ fn parse_platform(p: &Option<String>) -> CliResult<Option<Platform>> {
         .map_err(Failure::from)
 }
 
-fn location(s: &str) -> CliResult<Location> {
-    s.parse::<Location>().map_err(Failure::from)
-}
-
-fn read(src: &str, platform: Option<Platform>, args: &RegistryArgs) -> CliResult<Image> {
-    match location(src)? {
-        Location::Registry(r) => {
-            let bar = progress::for_terminal();
-            Ok(registry::pull(&r, args, platform, false, bar.as_ref())?.image)
-        }
-        loc => {
-            let opts = ReadOptions {
-                platform,
-                store_root: None,
-            };
-            Ok(read_image(&loc, &opts)?)
-        }
-    }
-}
-
-/// Convert to the manifest family asked for with --format.
-fn apply_format(image: Image, format: &Option<String>) -> CliResult<Image> {
-    match format.as_deref() {
-        None => Ok(image),
-        Some("oci") => Ok(image.with_manifest_family(false)?),
-        Some("v2s2") | Some("docker") => Ok(image.with_manifest_family(true)?),
-        Some(other) => Err(usage(format!("--format {other:?}: use oci or v2s2"))),
-    }
-}
-
-/// The descriptor (mediaType, digest, size) the store holds under `name`.
-fn stored_descriptor(store: &Store, name: &str) -> CliResult<Value> {
-    let entry = store
-        .list()?
-        .into_iter()
-        .find(|e| e.name == name)
-        .ok_or_else(|| usage(format!("{name}: not in the store after the pull")))?;
-    Ok(json!({
-        "mediaType": entry.media_type,
-        "digest": entry.digest.to_string(),
-        "size": entry.size,
-    }))
+fn parse_format(format: &Option<String>) -> CliResult<Option<Format>> {
+    format
+        .as_deref()
+        .map(|f| {
+            f.parse::<Format>()
+                .map_err(|e| usage(format!("--format {e}")))
+        })
+        .transpose()
 }
 
 fn parse_compression(s: &str) -> CliResult<Compression> {
@@ -314,33 +286,32 @@ fn parse_compression(s: &str) -> CliResult<Compression> {
     }
 }
 
-/// Write to any destination; returns the digest of what was written.
-fn write(
-    image: &Image,
-    dst: &Location,
-    args: &RegistryArgs,
-    compression: Compression,
-) -> CliResult<dockyard_image::Digest> {
-    let bar = progress::for_terminal();
-    match dst {
-        Location::Registry(r) => {
-            let pushed = registry::push(image, r, args, compression, bar)?;
-            eprintln!(
-                "pushed {}: {} blobs uploaded ({} bytes), {} mounted, {} already there",
-                r,
-                pushed.blobs_uploaded,
-                pushed.bytes_uploaded,
-                pushed.blobs_mounted,
-                pushed.blobs_existing
-            );
-            Ok(pushed.digest)
-        }
-        other => Ok(write_image(image, other, None, bar.as_ref())?.digest()),
+/// Tell the user what a registry transfer did.
+fn report_transfer(dst: &str, written: &Written) {
+    if let Some(t) = &written.transfer {
+        let manifests = if t.manifests > 0 {
+            format!("{} manifests, ", t.manifests)
+        } else {
+            String::new()
+        };
+        eprintln!(
+            "pushed {dst}: {manifests}{} blobs uploaded ({} bytes), {} mounted, {} already there",
+            t.blobs_uploaded, t.bytes_uploaded, t.blobs_mounted, t.blobs_existing
+        );
     }
+}
+
+fn facade(reg: &RegistryArgs) -> CliResult<Dockyard> {
+    Ok(Dockyard::new(dockyard::Options {
+        store_root: None,
+        registry: reg.options()?,
+        progress: progress::for_terminal(),
+    }))
 }
 
 fn run(cli: Cli) -> CliResult {
     let reg = cli.registry;
+    let dy = facade(&reg)?;
     match cli.command {
         Command::Pull {
             reference,
@@ -349,32 +320,30 @@ fn run(cli: Cli) -> CliResult {
             output,
             oci,
         } => {
-            let r = registry::parse_reference(&reference)?;
-            let bar = progress::for_terminal();
-            let pulled = registry::pull(
-                &r,
-                &reg,
-                parse_platform(&platform)?,
+            let r = dockyard::parse_registry_reference(&reference)?;
+            let open = OpenOptions {
+                platform: parse_platform(&platform)?,
                 all_platforms,
-                bar.as_ref(),
-            )?;
+            };
+            let pulled = dy.pull(&reference, &open)?;
             eprintln!(
                 "pulled {} ({} blobs, {} bytes fetched)",
                 pulled.name, pulled.blobs_fetched, pulled.bytes_fetched
             );
+            let write = WriteOptions::default();
             if let Some(out) = output {
-                let dst = Location::DockerArchive {
+                let dst = dockyard::Location::DockerArchive {
                     path: out,
                     reference: Some(r.to_string()),
                 };
-                write_image(&pulled.image, &dst, None, bar.as_ref())?;
+                dy.write(&pulled.manifest, &dst.to_string(), &write)?;
             }
             if let Some(dir) = oci {
-                let dst = Location::OciDir {
+                let dst = dockyard::Location::OciDir {
                     path: dir,
                     reference: r.tag().map(str::to_string),
                 };
-                write_image(&pulled.image, &dst, None, bar.as_ref())?;
+                dy.write(&pulled.manifest, &dst.to_string(), &write)?;
             }
             println!("{}", pulled.digest);
             Ok(())
@@ -386,26 +355,28 @@ fn run(cli: Cli) -> CliResult {
             digestfile,
             format,
         } => {
-            let r = registry::parse_reference(&reference)?;
-            let image = apply_format(read(&src, None, &reg)?, &format)?;
-            let digest = write(
-                &image,
-                &Location::Registry(r),
-                &reg,
-                parse_compression(&compression)?,
-            )?;
+            let r = dockyard::parse_registry_reference(&reference)?;
+            let dst = format!("docker://{r}");
+            let write = WriteOptions {
+                compression: parse_compression(&compression)?,
+                format: parse_format(&format)?,
+            };
+            // A push sends what the source holds: a whole index stays whole.
+            let open = OpenOptions {
+                platform: None,
+                all_platforms: true,
+            };
+            let written = dy.copy(&src, &dst, &open, &write)?;
+            report_transfer(&dst, &written);
             if let Some(f) = digestfile {
-                std::fs::write(&f, digest.to_string())
+                std::fs::write(&f, written.digest.to_string())
                     .map_err(|e| usage(format!("{}: {e}", f.display())))?;
             }
-            println!("{digest}");
+            println!("{}", written.digest);
             Ok(())
         }
         Command::Tags { repository, json } => {
-            let r = registry::parse_reference(&repository)?;
-            let rt = registry::runtime()?;
-            let client = registry::connect(&rt, r.registry(), &reg)?;
-            let tags = rt.block_on(client.list_tags(r.repository()))?;
+            let tags = dy.tags(&repository)?;
             if json {
                 println!(
                     "{}",
@@ -434,25 +405,16 @@ fn run(cli: Cli) -> CliResult {
             if password.is_empty() {
                 return Err(usage("empty password on stdin"));
             }
-            let creds = dockyard_registry::Credentials { username, password };
+            // Only the credentials being checked are sent, not --creds.
             let mut args = reg.clone();
             args.creds = None;
-            let mut opts = args.options()?;
-            opts.credentials = Some(creds.clone());
-            let host = host
-                .trim_start_matches("https://")
-                .trim_start_matches("http://")
-                .trim_end_matches('/')
-                .to_string();
-            let rt = registry::runtime()?;
-            let client = rt.block_on(dockyard_registry::Registry::connect(&host, opts))?;
-            rt.block_on(client.verify_login(None))?;
-            let path = dockyard_registry::auth::save_credentials(&host, &creds)?;
+            let dy = facade(&args)?;
+            let path = dy.login(&host, dockyard::Credentials { username, password })?;
             eprintln!("login succeeded; credentials stored in {}", path.display());
             Ok(())
         }
         Command::Logout { registry: host } => {
-            if dockyard_registry::auth::remove_credentials(&host)? {
+            if dy.logout(&host)? {
                 eprintln!("removed credentials for {host}");
                 Ok(())
             } else {
@@ -467,53 +429,20 @@ fn run(cli: Cli) -> CliResult {
             compression,
             format,
         } => {
-            let dst = location(&dst)?;
-            let image = match location(&src)? {
-                Location::Registry(r) if all_platforms => {
-                    let bar = progress::for_terminal();
-                    let pulled =
-                        registry::pull(&r, &reg, parse_platform(&platform)?, true, bar.as_ref())?;
-                    match &dst {
-                        // The store keeps the whole index under the pulled name; name it as asked too.
-                        Location::Store(name) => {
-                            let store = Store::open_default()?;
-                            let mut root = stored_descriptor(&store, &pulled.name)?;
-                            root["annotations"] = json!({ dockyard_image::transport::layout::REF_NAME: name.to_string() });
-                            store.name_descriptor(&name.to_string(), root)?;
-                            println!("{}", pulled.digest);
-                            return Ok(());
-                        }
-                        Location::Registry(dst_ref) => {
-                            let pushed = registry::push_index(&pulled.digest, dst_ref, &reg, bar)?;
-                            eprintln!(
-                                "pushed {dst_ref}: {} manifests, {} blobs uploaded ({} bytes), {} mounted, {} already there",
-                                pushed.manifests, pushed.blobs_uploaded, pushed.bytes_uploaded, pushed.blobs_mounted, pushed.blobs_existing
-                            );
-                            println!("{}", pushed.digest);
-                            return Ok(());
-                        }
-                        Location::OciDir { path, reference } => {
-                            let store = Store::open_default()?;
-                            let root = stored_descriptor(&store, &pulled.name)?;
-                            store.copy_tree_to_layout(&root, path, reference.as_deref())?;
-                            println!("{}", pulled.digest);
-                            return Ok(());
-                        }
-                        _ => {
-                            return Err(usage(
-                                "--all-platforms copies to docker://, store: or oci: destinations",
-                            ))
-                        }
-                    }
-                }
-                _ => read(&src, parse_platform(&platform)?, &reg)?,
+            let open = OpenOptions {
+                platform: parse_platform(&platform)?,
+                all_platforms,
             };
-            let image = apply_format(image, &format)?;
-            let digest = write(&image, &dst, &reg, parse_compression(&compression)?)?;
-            println!("{digest}");
+            let write = WriteOptions {
+                compression: parse_compression(&compression)?,
+                format: parse_format(&format)?,
+            };
+            let written = dy.copy(&src, &dst, &open, &write)?;
+            report_transfer(&dst, &written);
+            println!("{}", written.digest);
             Ok(())
         }
-        Command::Mutate(args) => mutate(*args, &reg),
+        Command::Mutate(args) => mutate(&dy, *args),
         Command::Inspect {
             src,
             raw,
@@ -521,28 +450,28 @@ fn run(cli: Cli) -> CliResult {
             json,
             platform,
         } => {
-            // Registry images are inspected without fetching their layers.
-            let (top_raw, manifest_raw, config_raw) = match location(&src)? {
-                Location::Registry(r) => {
-                    let rt = registry::runtime()?;
-                    let client = registry::connect(&rt, r.registry(), &reg)?;
-                    let remote =
-                        rt.block_on(client.inspect(&r, parse_platform(&platform)?.as_ref()))?;
-                    (remote.top.bytes, remote.manifest.bytes, remote.config)
-                }
-                _ => {
-                    let image = read(&src, parse_platform(&platform)?, &reg)?;
-                    let m = image.manifest_raw().to_vec();
-                    (m.clone(), m, image.config_raw().to_vec())
-                }
-            };
+            let platform = parse_platform(&platform)?;
+            let inspection = dy.inspect(&src, platform.as_ref())?;
             let mut out = std::io::stdout().lock();
             let printed = if raw {
-                out.write_all(&top_raw).and_then(|_| out.flush())
+                // The index unless --platform picks one of its images.
+                let bytes = if platform.is_some() {
+                    &inspection.manifest_raw
+                } else {
+                    &inspection.top_raw
+                };
+                out.write_all(bytes).and_then(|_| out.flush())
             } else if config {
-                out.write_all(&config_raw).and_then(|_| out.flush())
+                match &inspection.config_raw {
+                    Some(c) => out.write_all(c).and_then(|_| out.flush()),
+                    None => {
+                        return Err(usage(format!(
+                            "{src} is an artifact: it has no image config (see inspect --raw)"
+                        )))
+                    }
+                }
             } else {
-                let summary = summary(&src, &manifest_raw, &config_raw)?;
+                let summary = inspection.summary()?;
                 if json {
                     writeln!(
                         out,
@@ -550,8 +479,7 @@ fn run(cli: Cli) -> CliResult {
                         serde_json::to_string_pretty(&summary).unwrap_or_default()
                     )
                 } else {
-                    print_summary(&summary);
-                    Ok(())
+                    print_summary(&mut out, &summary)
                 }
             };
             printed.map_err(|e| Failure {
@@ -560,9 +488,7 @@ fn run(cli: Cli) -> CliResult {
             })
         }
         Command::Export { src, dir, platform } => {
-            let image = read(&src, parse_platform(&platform)?, &reg)?;
-            let bar = progress::for_terminal();
-            let n = dockyard_run::export_rootfs(&image, &dir, bar.as_ref())?;
+            let (image, n) = dy.export(&src, &dir, parse_platform(&platform)?.as_ref())?;
             eprintln!(
                 "exported {n} layers of {} into {}",
                 image.digest(),
@@ -570,7 +496,7 @@ fn run(cli: Cli) -> CliResult {
             );
             Ok(())
         }
-        Command::Cache { command } => cache(command),
+        Command::Cache { command } => cache(&dy, command),
     }
 }
 
@@ -590,143 +516,64 @@ fn parse_words(s: &str, what: &str) -> CliResult<Vec<String>> {
     }
 }
 
-fn mutate(args: MutateArgs, reg: &RegistryArgs) -> CliResult {
+fn mutate(dy: &Dockyard, args: MutateArgs) -> CliResult {
     let platform = parse_platform(&args.platform)?;
-    let mut image = read(&args.src, platform.clone(), reg)?;
-    let dst = location(&args.dst)?;
+    // Fail on a bad destination before building anything.
+    dy.location(&args.dst)?;
+    let mut mutation = Mutation {
+        platform: platform.clone(),
+        ..Mutation::default()
+    };
     for r in &args.remove_layer {
-        image = if r == "top" {
-            image.pop_layer()?
+        mutation.remove_layers.push(if r == "top" {
+            LayerRemoval::Top
         } else {
-            let i: usize = r
-                .parse()
-                .map_err(|_| usage(format!("--remove-layer {r:?}: expected a layer index")))?;
-            image.remove_layer(i)?
-        };
+            LayerRemoval::At(
+                r.parse()
+                    .map_err(|_| usage(format!("--remove-layer {r:?}: expected a layer index")))?,
+            )
+        });
     }
-    if !args.add.is_empty() || !args.delete.is_empty() {
-        let mut builder = LayerBuilder::new(LayerOptions::default());
-        let mut described = Vec::new();
-        for spec in &args.add {
-            let (host, dest) = spec
-                .rsplit_once(':')
-                .ok_or_else(|| usage(format!("--add {spec:?}: expected HOSTPATH:IMAGEPATH")))?;
-            builder.add_path(std::path::Path::new(host), dest)?;
-            described.push(format!(
-                "ADD {} {dest}",
-                std::path::Path::new(host)
-                    .file_name()
-                    .map(|n| n.to_string_lossy().to_string())
-                    .unwrap_or_default()
-            ));
-        }
-        for path in &args.delete {
-            builder.delete(path)?;
-            described.push(format!("DELETE {path}"));
-        }
-        let temp_dir = match &dst {
-            Location::DockerArchive { path, .. }
-            | Location::OciArchive { path, .. }
-            | Location::OciDir { path, .. } => path
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from(".")),
-            _ => std::env::temp_dir(),
-        };
-        if !temp_dir.is_dir() {
-            return Err(usage(format!(
-                "{}: output directory does not exist",
-                temp_dir.display()
-            )));
-        }
-        let layer = builder.build(&temp_dir)?;
-        image = image.append_layer(layer, &format!("dockyard mutate: {}", described.join("; ")));
+    for spec in &args.add {
+        let (host, dest) = spec
+            .rsplit_once(':')
+            .ok_or_else(|| usage(format!("--add {spec:?}: expected HOSTPATH:IMAGEPATH")))?;
+        mutation.add.push((PathBuf::from(host), dest.to_string()));
     }
-    let mut edits = Vec::new();
+    mutation.delete = args.delete.clone();
     for e in &args.env {
         let (k, v) = parse_kv(e, "env")?;
-        edits.push(ConfigEdit::Env(k, v));
+        mutation.config.push(ConfigEdit::Env(k, v));
     }
     if let Some(e) = &args.entrypoint {
-        edits.push(ConfigEdit::Entrypoint(parse_words(e, "entrypoint")?));
+        mutation
+            .config
+            .push(ConfigEdit::Entrypoint(parse_words(e, "entrypoint")?));
     }
     if let Some(c) = &args.cmd {
-        edits.push(ConfigEdit::Cmd(parse_words(c, "cmd")?));
+        mutation
+            .config
+            .push(ConfigEdit::Cmd(parse_words(c, "cmd")?));
     }
     if let Some(w) = &args.workdir {
-        edits.push(ConfigEdit::WorkingDir(w.clone()));
+        mutation.config.push(ConfigEdit::WorkingDir(w.clone()));
     }
     if let Some(u) = &args.user {
-        edits.push(ConfigEdit::User(u.clone()));
+        mutation.config.push(ConfigEdit::User(u.clone()));
     }
     for l in &args.label {
         let (k, v) = parse_kv(l, "label")?;
-        edits.push(ConfigEdit::Label(k, v));
+        mutation.config.push(ConfigEdit::Label(k, v));
     }
     for p in &args.expose {
-        edits.push(ConfigEdit::ExposedPort(p.clone()));
+        mutation.config.push(ConfigEdit::ExposedPort(p.clone()));
     }
-    if !edits.is_empty() {
-        image = image.with_config_edits(&edits);
-    }
-    if let (Some(p), false) = (&platform, args.src == "scratch") {
-        image = image.with_platform(p);
-    }
-    let image = apply_format(image, &args.format)?;
-    let digest = write(&image, &dst, reg, Compression::Gzip)?;
-    println!("{digest}");
+    mutation.docker_format = parse_format(&args.format)?.map(|f| f == Format::Docker);
+    let image = dy.mutate(&args.src, &mutation)?;
+    let written = dy.write(&image.into(), &args.dst, &WriteOptions::default())?;
+    report_transfer(&args.dst, &written);
+    println!("{}", written.digest);
     Ok(())
-}
-
-fn summary(src: &str, manifest_raw: &[u8], config_raw: &[u8]) -> CliResult<Value> {
-    use dockyard_image::image::{config_diff_ids, ManifestInfo};
-    let manifest: Value =
-        serde_json::from_slice(manifest_raw).map_err(|e| usage(format!("{src}: manifest: {e}")))?;
-    let info = ManifestInfo::from_value(&format!("{src} manifest"), &manifest)?;
-    let config: Value =
-        serde_json::from_slice(config_raw).map_err(|e| usage(format!("{src}: config: {e}")))?;
-    let diff_ids = config_diff_ids(&format!("{src} config"), &config)?;
-    let c = config.get("config").cloned().unwrap_or(Value::Null);
-    let pick = |k: &str| c.get(k).cloned().unwrap_or(Value::Null);
-    let text = |k: &str| {
-        config
-            .get(k)
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string()
-    };
-    let mut platform = format!("{}/{}", text("os"), text("architecture"));
-    if !text("variant").is_empty() {
-        platform = format!("{platform}/{}", text("variant"));
-    }
-    let size = manifest_raw.len() as u64
-        + config_raw.len() as u64
-        + info.layers.iter().map(|l| l.size).sum::<u64>();
-    Ok(json!({
-        "source": src,
-        "digest": dockyard_image::Digest::sha256_of(manifest_raw).to_string(),
-        "mediaType": info.media_type,
-        "platform": platform,
-        "created": config.get("created").cloned().unwrap_or(Value::Null),
-        "configDigest": info.config.digest.to_string(),
-        "size": size,
-        "layers": info.layers.iter().enumerate().map(|(i, l)| json!({
-            "digest": l.digest.to_string(),
-            "diffId": diff_ids.get(i).map(|d| d.to_string()),
-            "size": l.size,
-            "mediaType": l.media_type,
-        })).collect::<Vec<_>>(),
-        "config": {
-            "Env": pick("Env"),
-            "Entrypoint": pick("Entrypoint"),
-            "Cmd": pick("Cmd"),
-            "WorkingDir": pick("WorkingDir"),
-            "User": pick("User"),
-            "Labels": pick("Labels"),
-            "ExposedPorts": pick("ExposedPorts"),
-        },
-    }))
 }
 
 fn human_size(n: u64) -> String {
@@ -744,28 +591,72 @@ fn human_size(n: u64) -> String {
     }
 }
 
-fn print_summary(s: &Value) {
+fn print_summary(out: &mut impl Write, s: &Value) -> std::io::Result<()> {
     let str_of = |v: &Value| match v {
         Value::String(s) => s.clone(),
         Value::Null => "-".into(),
         other => other.to_string(),
     };
-    println!("Image:     {}", str_of(&s["source"]));
-    println!("Digest:    {}", str_of(&s["digest"]));
-    println!("MediaType: {}", str_of(&s["mediaType"]));
-    println!("Platform:  {}", str_of(&s["platform"]));
-    println!("Created:   {}", str_of(&s["created"]));
-    println!("Config:    {}", str_of(&s["configDigest"]));
-    println!("Size:      {}", human_size(s["size"].as_u64().unwrap_or(0)));
+    writeln!(out, "Image:     {}", str_of(&s["source"]))?;
+    if let Some(index) = s.get("index") {
+        writeln!(
+            out,
+            "Index:     {} ({})",
+            str_of(&index["digest"]),
+            str_of(&index["mediaType"])
+        )?;
+        for m in index["manifests"].as_array().into_iter().flatten() {
+            writeln!(
+                out,
+                "  {:<22} {}",
+                str_of(&m["platform"]),
+                str_of(&m["digest"])
+            )?;
+        }
+    }
+    writeln!(out, "Digest:    {}", str_of(&s["digest"]))?;
+    writeln!(out, "MediaType: {}", str_of(&s["mediaType"]))?;
+    if s["kind"] == "artifact" {
+        writeln!(out, "Artifact:  {}", str_of(&s["artifactType"]))?;
+        if let Some(subject) = s.get("subject") {
+            writeln!(out, "Subject:   {}", str_of(&subject["digest"]))?;
+        }
+        writeln!(
+            out,
+            "Size:      {}",
+            human_size(s["size"].as_u64().unwrap_or(0))
+        )?;
+        let blobs = s["blobs"].as_array().cloned().unwrap_or_default();
+        writeln!(out, "Blobs ({}):", blobs.len())?;
+        for b in &blobs {
+            writeln!(
+                out,
+                "  {}  {:>10}  {}",
+                str_of(&b["digest"]),
+                human_size(b["size"].as_u64().unwrap_or(0)),
+                str_of(&b["mediaType"])
+            )?;
+        }
+        return Ok(());
+    }
+    writeln!(out, "Platform:  {}", str_of(&s["platform"]))?;
+    writeln!(out, "Created:   {}", str_of(&s["created"]))?;
+    writeln!(out, "Config:    {}", str_of(&s["configDigest"]))?;
+    writeln!(
+        out,
+        "Size:      {}",
+        human_size(s["size"].as_u64().unwrap_or(0))
+    )?;
     let layers = s["layers"].as_array().cloned().unwrap_or_default();
-    println!("Layers ({}, base first):", layers.len());
+    writeln!(out, "Layers ({}, base first):", layers.len())?;
     for (i, l) in layers.iter().enumerate() {
-        println!(
+        writeln!(
+            out,
             "  {i:>3}  {}  {:>10}  {}",
             str_of(&l["digest"]),
             human_size(l["size"].as_u64().unwrap_or(0)),
             str_of(&l["mediaType"])
-        );
+        )?;
     }
     for k in [
         "Env",
@@ -778,13 +669,14 @@ fn print_summary(s: &Value) {
     ] {
         let v = &s["config"][k];
         if !v.is_null() {
-            println!("{:<12}{}", format!("{k}:"), str_of(v));
+            writeln!(out, "{:<12}{}", format!("{k}:"), str_of(v))?;
         }
     }
+    Ok(())
 }
 
-fn cache(command: CacheCommand) -> CliResult {
-    let store = Store::open_default()?;
+fn cache(dy: &Dockyard, command: CacheCommand) -> CliResult {
+    let store = dy.store()?;
     match command {
         CacheCommand::Ls { json } => {
             let entries = store.list()?;

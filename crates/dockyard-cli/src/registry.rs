@@ -1,19 +1,11 @@
-//! The CLI side of registry transfers: flags → client options, a tokio
-//! runtime, and error mapping.
+//! Registry flags → the facade's client options.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use clap::Args;
-use dockyard_image::media::Compression;
-use dockyard_image::progress::Progress;
-use dockyard_image::{Digest, Image, Platform, Reference, Store};
-use dockyard_registry::{
-    ClientOptions, Credentials, PullOptions, Pulled, PushOptions, Pushed, PushedIndex, Registry,
-    RegistryError,
-};
+use dockyard::{ClientOptions, Credentials};
 
-use crate::{usage, CliResult, Failure};
+use crate::{usage, CliResult};
 
 #[derive(Args, Clone, Debug, Default)]
 pub struct RegistryArgs {
@@ -36,15 +28,6 @@ pub struct RegistryArgs {
     /// Layers transferred at once.
     #[arg(long, global = true, value_name = "N")]
     pub parallel: Option<usize>,
-}
-
-impl From<RegistryError> for Failure {
-    fn from(e: RegistryError) -> Self {
-        Failure {
-            code: if e.is_user_error() { 1 } else { 2 },
-            message: e.to_string(),
-        }
-    }
 }
 
 impl RegistryArgs {
@@ -94,74 +77,4 @@ impl RegistryArgs {
         };
         Ok(opts)
     }
-}
-
-pub fn runtime() -> CliResult<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Failure {
-            code: 2,
-            message: format!("cannot start the async runtime: {e}"),
-        })
-}
-
-pub fn connect(
-    rt: &tokio::runtime::Runtime,
-    registry: &str,
-    args: &RegistryArgs,
-) -> CliResult<Registry> {
-    let opts = args.options()?;
-    Ok(rt.block_on(Registry::connect(registry, opts))?)
-}
-
-/// A `docker://REF` or a bare reference.
-pub fn parse_reference(s: &str) -> CliResult<Reference> {
-    Ok(s.strip_prefix("docker://")
-        .unwrap_or(s)
-        .parse::<Reference>()?)
-}
-
-pub fn pull(
-    reference: &Reference,
-    args: &RegistryArgs,
-    platform: Option<Platform>,
-    all_platforms: bool,
-    progress: &dyn Progress,
-) -> CliResult<Pulled> {
-    let rt = runtime()?;
-    let registry = connect(&rt, reference.registry(), args)?;
-    let store = Store::open_default()?;
-    let opts = PullOptions {
-        platform,
-        all_platforms,
-    };
-    Ok(rt.block_on(registry.pull(reference, &store, &opts, progress))?)
-}
-
-pub fn push(
-    image: &Image,
-    reference: &Reference,
-    args: &RegistryArgs,
-    compression: Compression,
-    progress: Arc<dyn Progress>,
-) -> CliResult<Pushed> {
-    let rt = runtime()?;
-    let registry = connect(&rt, reference.registry(), args)?;
-    let store = Store::open_default()?;
-    let opts = PushOptions { compression };
-    Ok(rt.block_on(registry.push(image, reference, &store, &opts, progress))?)
-}
-
-/// Push a multi-platform index held in the store.
-pub fn push_index(
-    index: &Digest,
-    reference: &Reference,
-    args: &RegistryArgs,
-    progress: Arc<dyn Progress>,
-) -> CliResult<PushedIndex> {
-    let rt = runtime()?;
-    let registry = connect(&rt, reference.registry(), args)?;
-    let store = Store::open_default()?;
-    Ok(rt.block_on(registry.push_index_from_store(index, reference, &store, progress))?)
 }

@@ -69,6 +69,36 @@ pub enum Error {
     #[error("{path}: unsafe path in layer: {reason}")]
     UnsafePath { path: String, reason: String },
 
+    #[error("invalid platform {input:?}: expected os/arch[/variant], e.g. linux/arm64")]
+    InvalidPlatform { input: String },
+
+    #[error("{what}: no image for platform {wanted}; available: {}", format_present(.available))]
+    PlatformNotFound {
+        what: String,
+        wanted: String,
+        available: Vec<String>,
+    },
+
+    #[error("{location}: {name} names {} entries ({}); pick one as NAME@DIGEST or by digest", .digests.len(), .digests.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", "))]
+    AmbiguousName {
+        location: String,
+        name: String,
+        digests: Vec<Digest>,
+    },
+
+    #[error("{input}: {reason}")]
+    InvalidLocation { input: String, reason: String },
+
+    #[error("{destination} cannot hold a multi-platform index ({index}); write it to oci:, oci-archive:, store: or docker://, or pick one platform with --platform")]
+    CannotHoldIndex { destination: String, index: Digest },
+
+    #[error("{what} is {kind} ({media_type}), not a runnable image")]
+    NotAnImage {
+        what: String,
+        kind: &'static str,
+        media_type: String,
+    },
+
     #[error("{0}")]
     Usage(String),
 }

@@ -6,8 +6,9 @@
 
 use std::sync::Arc;
 
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
+use crate::descriptor::Descriptor;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::layer::Layer;
@@ -37,47 +38,12 @@ fn invalid(what: impl Into<String>, reason: impl Into<String>) -> Error {
     }
 }
 
-/// The fields of a descriptor we rely on.
-#[derive(Clone, Debug)]
-pub struct DescriptorInfo {
-    pub media_type: String,
-    pub digest: Digest,
-    pub size: u64,
-    pub annotations: Option<Map<String, Value>>,
-}
-
-impl DescriptorInfo {
-    pub fn parse(what: &str, v: &Value) -> Result<DescriptorInfo> {
-        let digest = v
-            .get("digest")
-            .and_then(Value::as_str)
-            .ok_or_else(|| invalid(what, "descriptor has no digest"))?
-            .parse::<Digest>()?;
-        let size = v
-            .get("size")
-            .and_then(Value::as_u64)
-            .ok_or_else(|| invalid(what, format!("descriptor {digest} has no valid size")))?;
-        let media_type = v
-            .get("mediaType")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
-        let annotations = v.get("annotations").and_then(Value::as_object).cloned();
-        Ok(DescriptorInfo {
-            media_type,
-            digest,
-            size,
-            annotations,
-        })
-    }
-}
-
 /// A manifest, checked to be an image manifest we can read.
 #[derive(Clone, Debug)]
 pub struct ManifestInfo {
     pub media_type: String,
-    pub config: DescriptorInfo,
-    pub layers: Vec<DescriptorInfo>,
+    pub config: Descriptor,
+    pub layers: Vec<Descriptor>,
 }
 
 impl ManifestInfo {
@@ -116,7 +82,7 @@ impl ManifestInfo {
                 media_type,
             });
         }
-        let config = DescriptorInfo::parse(
+        let config = Descriptor::parse(
             &format!("{what} config"),
             v.get("config")
                 .ok_or_else(|| invalid(what, "manifest has no config"))?,
@@ -126,7 +92,7 @@ impl ManifestInfo {
             .and_then(Value::as_array)
             .ok_or_else(|| invalid(what, "manifest has no layers list"))?
             .iter()
-            .map(|l| DescriptorInfo::parse(&format!("{what} layer"), l))
+            .map(|l| Descriptor::parse(&format!("{what} layer"), l))
             .collect::<Result<Vec<_>>>()?;
         Ok(ManifestInfo {
             media_type,

@@ -4,10 +4,13 @@
 
 pub mod atomic;
 pub mod compress;
+pub mod descriptor;
 pub mod digest;
 pub mod error;
 pub mod image;
+pub mod index;
 pub mod layer;
+pub mod manifest;
 pub mod media;
 pub mod mutate;
 pub mod platform;
@@ -17,10 +20,13 @@ pub mod store;
 pub mod tar;
 pub mod transport;
 
+pub use descriptor::Descriptor;
 pub use digest::Digest;
 pub use error::{Error, Result};
 pub use image::Image;
+pub use index::{Index, IndexManifest};
 pub use layer::{BlobSource, Layer};
+pub use manifest::{Artifact, Manifest};
 pub use mutate::ConfigEdit;
 pub use platform::Platform;
 pub use reference::Reference;

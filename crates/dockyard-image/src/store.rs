@@ -12,9 +12,11 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use crate::atomic::{write_atomic, AtomicFile};
+use crate::descriptor::Descriptor;
 use crate::digest::{unwrap_io, Digest, VerifyingReader};
 use crate::error::{Error, IoContext, Result};
-use crate::image::{parse_json, DescriptorInfo, Image};
+use crate::image::{parse_json, Image};
+use crate::manifest::Manifest;
 use crate::media::Compression;
 use crate::progress::Progress;
 use crate::transport::layout::{self, blob_path, BlobProvider, LayoutDir};
@@ -127,8 +129,18 @@ impl Store {
         name: Option<&str>,
         progress: &dyn Progress,
     ) -> Result<()> {
+        self.put(&Manifest::Image(image.clone()), name, progress)
+    }
+
+    /// Store an image, a whole index or an artifact, named `name`.
+    pub fn put(
+        &self,
+        manifest: &Manifest,
+        name: Option<&str>,
+        progress: &dyn Progress,
+    ) -> Result<()> {
         let _hold = self.writer_lock()?;
-        layout::write_layout_dir(&self.root, image, name, progress)
+        layout::write_layout_dir(&self.root, manifest, name, progress)
     }
 
     fn lock(&self, exclusive: bool) -> Result<StoreLock> {
@@ -164,34 +176,27 @@ impl Store {
 
     /// Name a manifest or index already in the store (replacing what the
     /// name pointed at before).
-    pub fn name_descriptor(&self, name: &str, descriptor: Value) -> Result<()> {
-        let d = DescriptorInfo::parse("descriptor", &descriptor)?;
-        if !self.has_blob(&d.digest) {
+    pub fn name_descriptor(&self, name: &str, descriptor: &Descriptor) -> Result<()> {
+        if !self.has_blob(&descriptor.digest) {
             return Err(Error::InvalidImage {
                 what: format!("the store ({})", self.root.display()),
-                reason: format!("cannot name {name}: blob {} is not stored", d.digest),
+                reason: format!(
+                    "cannot name {name}: blob {} is not stored",
+                    descriptor.digest
+                ),
             });
         }
+        let named = descriptor.with_ref_name(Some(name));
         layout::update_index_json(&self.root, |list| {
-            list.retain(|m| {
-                m.get("annotations")
-                    .and_then(|a| a.get(layout::REF_NAME))
-                    .and_then(Value::as_str)
-                    != Some(name)
-            });
-            list.push(descriptor);
+            list.retain(|m| m.annotation(layout::REF_NAME) != Some(name));
+            list.push(named);
         })
     }
 
-    /// Read an image by name (a reference, in any spelling) or digest.
-    pub fn get_image(&self, wanted: &str) -> Result<Image> {
-        self.get_image_for(wanted, None)
-    }
-
-    /// Read an image by name; for a multi-platform index, the image for
-    /// `platform` (default: this host).
-    pub fn get_image_for(&self, wanted: &str, platform: Option<&crate::Platform>) -> Result<Image> {
-        layout::read_layout(self, Some(wanted), platform).map_err(|e| match e {
+    /// What a name (a reference, in any spelling) or digest names: an
+    /// image, a whole index or an artifact.
+    pub fn get(&self, wanted: &str) -> Result<Manifest> {
+        layout::read_layout(self, Some(wanted)).map_err(|e| match e {
             Error::ImageNotFound {
                 wanted, present, ..
             } => Error::ImageNotFound {
@@ -203,20 +208,28 @@ impl Store {
         })
     }
 
+    /// Read an image by name or digest.
+    pub fn get_image(&self, wanted: &str) -> Result<Image> {
+        self.get_image_for(wanted, None)
+    }
+
+    /// Read an image by name; for a multi-platform index, the image for
+    /// `platform` (default: this host).
+    pub fn get_image_for(&self, wanted: &str, platform: Option<&crate::Platform>) -> Result<Image> {
+        self.get(wanted)?
+            .into_image(&format!("store:{wanted}"), platform)
+    }
+
     pub fn list(&self) -> Result<Vec<StoreEntry>> {
-        let entries = layout::list_entries(&LayoutDir(self.root.clone()))?;
-        entries
+        Ok(layout::list_entries(&LayoutDir(self.root.clone()))?
             .into_iter()
-            .map(|(name, v)| {
-                let d = DescriptorInfo::parse("store index.json", &v)?;
-                Ok(StoreEntry {
-                    name,
-                    digest: d.digest,
-                    media_type: d.media_type,
-                    size: d.size,
-                })
+            .map(|d| StoreEntry {
+                name: layout::entry_name(&d),
+                digest: d.digest,
+                media_type: d.media_type,
+                size: d.size,
             })
-            .collect()
+            .collect())
     }
 
     /// Remove a name from the index (blobs stay until `prune`).
@@ -226,13 +239,7 @@ impl Store {
         layout::update_index_json(&self.root, |list| {
             let before = list.len();
             list.retain(|m| {
-                let name = m
-                    .pointer(&format!(
-                        "/annotations/{}",
-                        layout::REF_NAME.replace('/', "~1")
-                    ))
-                    .and_then(Value::as_str)
-                    .unwrap_or("");
+                let name = m.annotation(layout::REF_NAME).unwrap_or("");
                 !(name == wanted || r.as_ref().map(|r| r.matches_str(name)).unwrap_or(false))
             });
             removed = list.len() != before;
@@ -243,14 +250,11 @@ impl Store {
     /// Every descriptor reachable from `roots` through stored indexes and
     /// manifests (each once). Only manifests and indexes are read, never
     /// layers; blobs that are missing are still listed.
-    fn reachable(&self, roots: Vec<Value>) -> Vec<DescriptorInfo> {
+    fn reachable(&self, roots: Vec<Descriptor>) -> Vec<Descriptor> {
         let mut seen: HashSet<Digest> = HashSet::new();
         let mut out = Vec::new();
         let mut stack = roots;
-        while let Some(desc) = stack.pop() {
-            let Ok(d) = DescriptorInfo::parse("store descriptor", &desc) else {
-                continue;
-            };
+        while let Some(d) = stack.pop() {
             if !seen.insert(d.digest.clone()) {
                 continue;
             }
@@ -264,77 +268,11 @@ impl Store {
             let Ok(bytes) = fs::read(self.blob_path(&d.digest)) else {
                 continue;
             };
-            let Ok(v) = serde_json::from_slice::<Value>(&bytes) else {
-                continue;
-            };
-            if let Some(children) = v.get("manifests").and_then(Value::as_array) {
-                stack.extend(children.iter().cloned());
-            }
-            if let Some(c) = v.get("config") {
-                stack.push(c.clone());
-            }
-            if let Some(ls) = v.get("layers").and_then(Value::as_array) {
-                stack.extend(ls.iter().cloned());
+            if let Ok(children) = crate::manifest::referenced("stored manifest", &bytes) {
+                stack.extend(children);
             }
         }
         out
-    }
-
-    /// Copy what a stored manifest or index reaches (every platform of an
-    /// index) into the OCI layout `dir`, named `ref_name`. Blobs are linked
-    /// when the filesystem allows, else copied.
-    pub fn copy_tree_to_layout(
-        &self,
-        root: &Value,
-        dir: &Path,
-        ref_name: Option<&str>,
-    ) -> Result<()> {
-        crate::atomic::output_parent(dir)?;
-        let blobs = dir.join("blobs").join("sha256");
-        fs::create_dir_all(&blobs).at(&blobs)?;
-        let layout_file = dir.join("oci-layout");
-        if !layout_file.exists() {
-            write_atomic(&layout_file, br#"{"imageLayoutVersion":"1.0.0"}"#)?;
-        }
-        for d in self.reachable(vec![root.clone()]) {
-            let src = self.blob_path(&d.digest);
-            if !src.is_file() {
-                return Err(Error::InvalidImage {
-                    what: format!("the store ({})", self.root.display()),
-                    reason: format!("blob {} is not stored", d.digest),
-                });
-            }
-            let dest = blob_path(dir, &d.digest);
-            if dest.is_file() {
-                continue;
-            }
-            if fs::hard_link(&src, &dest).is_err() {
-                let mut f = AtomicFile::create(&dest)?;
-                let mut r = fs::File::open(&src).at(&src)?;
-                io::copy(&mut r, f.file()).at(&dest)?;
-                f.commit()?;
-            }
-        }
-        let mut desc = root.clone();
-        if let Some(name) = ref_name {
-            desc["annotations"] = serde_json::json!({ layout::REF_NAME: name });
-        }
-        let digest = DescriptorInfo::parse("descriptor", root)?
-            .digest
-            .to_string();
-        layout::update_index_json(dir, |list| {
-            list.retain(|m| {
-                let same_name = ref_name.is_some()
-                    && m.get("annotations")
-                        .and_then(|a| a.get(layout::REF_NAME))
-                        .and_then(Value::as_str)
-                        == ref_name;
-                let same_unnamed =
-                    ref_name.is_none() && m.get("digest").and_then(Value::as_str) == Some(&digest);
-                !(same_name || same_unnamed)
-            });
-            list.push(desc);
-        })
     }
 
     /// Delete blobs no image in index.json reaches, except the recorded
@@ -342,13 +280,7 @@ impl Store {
     /// otherwise). Returns (blobs removed, bytes freed).
     pub fn prune(&self) -> Result<(usize, u64)> {
         let _exclusive = self.lock(true)?;
-        let provider = LayoutDir(self.root.clone());
-        let index = parse_json("store index.json", &provider.index_json()?)?;
-        let roots: Vec<Value> = index
-            .get("manifests")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
+        let roots = layout::list_entries(&LayoutDir(self.root.clone()))?;
         let mut keep: HashSet<String> = self
             .reachable(roots)
             .into_iter()
@@ -462,6 +394,9 @@ impl BlobProvider for Store {
             });
         }
         crate::layer::BlobSource::store_blob(&p)
+    }
+    fn has(&self, digest: &Digest) -> bool {
+        self.has_blob(digest)
     }
     fn index_json(&self) -> Result<Vec<u8>> {
         LayoutDir(self.root.clone()).index_json()

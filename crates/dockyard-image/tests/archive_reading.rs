@@ -175,7 +175,7 @@ fn legacy_v10_archive_comes_back_base_first() {
         }
         // It can be copied (every layer verified) to a layout.
         let out = tmp.path().join(format!("out-{}", wanted.is_some()));
-        layout::write_layout_dir(&out, &img, None, &Silent).unwrap();
+        layout::write_layout_dir(&out, &img.clone().into(), None, &Silent).unwrap();
     }
     let err = read(&docker_archive(&path, Some("other:tag")))
         .unwrap_err()
@@ -260,7 +260,9 @@ fn v12_archive_by_hand_with_a_gzip_layer() {
     let v = v12_image("foo:1", &[("a.txt", "A"), ("b.txt", "B")], true);
     let path = tmp.path().join("v12.tar");
     v12_archive(&path, &[(&v, vec!["foo:1"])]);
-    let img = archive::read_docker_archive(&path, None).expect("read v1.2");
+    let img = archive::read_docker_archive(&path, None)
+        .and_then(|m| m.into_image("v1.2", None))
+        .expect("read v1.2");
     assert_eq!(img.config_raw(), &v.config[..], "config bytes kept");
     assert_eq!(
         diff_ids(&img),
@@ -395,8 +397,8 @@ fn two_image_layout(tmp: &Path) -> (PathBuf, PathBuf, Image, Image) {
     let one = test_image(tmp, "one");
     let two = test_image(tmp, "two");
     let dir = tmp.join("layout");
-    layout::write_layout_dir(&dir, &one, Some("one"), &Silent).unwrap();
-    layout::write_layout_dir(&dir, &two, Some("two"), &Silent).unwrap();
+    layout::write_layout_dir(&dir, &one.clone().into(), Some("one"), &Silent).unwrap();
+    layout::write_layout_dir(&dir, &two.clone().into(), Some("two"), &Silent).unwrap();
     let mut members: Vec<(String, Vec<u8>)> = Vec::new();
     for n in ["oci-layout", "index.json"] {
         members.push((n.into(), fs::read(dir.join(n)).unwrap()));
@@ -615,7 +617,7 @@ fn tampered_layer_fails_the_copy_and_leaves_no_destination() {
     );
     // A layout destination: the bad blob is not stored under its name.
     let layout_dir = out.join("layout");
-    let err = layout::write_layout_dir(&layout_dir, &src, Some("x"), &Silent)
+    let err = layout::write_layout_dir(&layout_dir, &src.clone().into(), Some("x"), &Silent)
         .unwrap_err()
         .to_string();
     assert!(err.contains(&expected) && err.contains(&actual), "{err}");
@@ -632,7 +634,7 @@ fn tampered_layer_fails_the_copy_and_leaves_no_destination() {
     );
     // Into an existing layout: the bad blob is not stored under its name.
     fs::create_dir(&layout_dir).unwrap();
-    let err = layout::write_layout_dir(&layout_dir, &src, Some("x"), &Silent)
+    let err = layout::write_layout_dir(&layout_dir, &src.clone().into(), Some("x"), &Silent)
         .unwrap_err()
         .to_string();
     assert!(err.contains(&expected) && err.contains(&actual), "{err}");
@@ -978,7 +980,7 @@ fn sha512_addressed_manifests_are_verified_too() {
     let tmp = tempfile::tempdir().unwrap();
     let img = test_image(tmp.path(), "s");
     let dir = tmp.path().join("layout");
-    layout::write_layout_dir(&dir, &img, Some("s"), &Silent).unwrap();
+    layout::write_layout_dir(&dir, &img.clone().into(), Some("s"), &Silent).unwrap();
     let manifest = img.manifest_raw().to_vec();
     let d512 = Digest::compute(Algorithm::Sha512, &manifest);
     fs::create_dir_all(dir.join("blobs/sha512")).unwrap();

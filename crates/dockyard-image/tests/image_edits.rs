@@ -488,6 +488,6 @@ fn a_config_without_history_gets_one_entry_per_layer() {
     assert_consistent(&popped);
     assert_eq!(popped.layers().len(), 1);
     let layout_dir = tmp.path().join("again");
-    layout::write_layout_dir(&layout_dir, &popped, Some("y"), &Silent).unwrap();
+    layout::write_layout_dir(&layout_dir, &popped.clone().into(), Some("y"), &Silent).unwrap();
     assert_consistent(&read_oci(&layout_dir, "y"));
 }

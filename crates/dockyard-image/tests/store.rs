@@ -550,7 +550,7 @@ fn layouts_written_from_the_store_link_its_verified_blobs() {
     let out = tmp.path().join("layout");
     dockyard_image::transport::layout::write_layout_dir(
         &out,
-        &from_store,
+        &from_store.clone().into(),
         Some("x"),
         &dockyard_image::progress::Silent,
     )
@@ -575,7 +575,7 @@ fn layouts_written_from_the_store_link_its_verified_blobs() {
     let out2 = tmp.path().join("layout2");
     dockyard_image::transport::layout::write_layout_dir(
         &out2,
-        &again,
+        &again.clone().into(),
         Some("y"),
         &dockyard_image::progress::Silent,
     )

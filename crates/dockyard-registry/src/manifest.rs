@@ -187,9 +187,10 @@ impl Registry {
 pub struct RemoteImage {
     /// What the reference names (an index or a manifest), as served.
     pub top: FetchedManifest,
-    /// The image manifest (for an index: the one for the platform).
+    /// The manifest picked (for an index: the one for the platform).
     pub manifest: FetchedManifest,
-    pub config: Vec<u8>,
+    /// The image config; `None` when the manifest is an artifact.
+    pub config: Option<Vec<u8>>,
 }
 
 impl Registry {
@@ -197,7 +198,7 @@ impl Registry {
     pub async fn fetch_blob_bytes(
         &self,
         repo: &str,
-        d: &dockyard_image::image::DescriptorInfo,
+        d: &dockyard_image::Descriptor,
         limit: u64,
     ) -> Result<Vec<u8>> {
         let what = format!("blob {} of {repo}", d.digest);
@@ -236,7 +237,8 @@ impl Registry {
         Ok(bytes)
     }
 
-    /// Manifest(s) and config of `reference`, for inspection.
+    /// Manifest(s) and config of `reference`, for inspection: from an
+    /// index, the entry for `platform` (default: this host).
     pub async fn inspect(
         &self,
         reference: &dockyard_image::Reference,
@@ -250,22 +252,30 @@ impl Registry {
         };
         let top = self.fetch_manifest(repo, &tag_or_digest).await?;
         let manifest = if top.is_index() {
-            let index: serde_json::Value =
-                serde_json::from_slice(&top.bytes).map_err(|e| dockyard_image::Error::Json {
-                    what: format!("index {}", top.digest),
-                    source: e,
-                })?;
-            let child =
-                dockyard_image::transport::layout::select_platform(&index, &top.digest, platform)?;
-            self.fetch_manifest(repo, &child.digest.to_string()).await?
+            let index = dockyard_image::IndexManifest::parse(
+                &format!("index {}", top.digest),
+                top.bytes.clone(),
+            )?;
+            let host = dockyard_image::Platform::host();
+            self.select_child(repo, &index, platform.unwrap_or(&host))
+                .await?
         } else {
             top.clone()
         };
-        let info = dockyard_image::image::ManifestInfo::parse(
-            &format!("manifest {}", manifest.digest),
-            &manifest.bytes,
-        )?;
-        let config = self.fetch_blob_bytes(repo, &info.config, 64 << 20).await?;
+        let what = format!("manifest {}", manifest.digest);
+        let value: serde_json::Value =
+            serde_json::from_slice(&manifest.bytes).map_err(|e| dockyard_image::Error::Json {
+                what: what.clone(),
+                source: e,
+            })?;
+        let config = match dockyard_image::manifest::classify(&what, &value, &manifest.media_type)?
+        {
+            dockyard_image::manifest::Kind::Image => {
+                let info = dockyard_image::image::ManifestInfo::from_value(&what, &value)?;
+                Some(self.fetch_blob_bytes(repo, &info.config, 64 << 20).await?)
+            }
+            _ => None,
+        };
         Ok(RemoteImage {
             top,
             manifest,

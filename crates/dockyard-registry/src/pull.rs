@@ -5,14 +5,17 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use dockyard_image::digest::Hasher;
-use dockyard_image::image::{config_diff_ids, DescriptorInfo, ManifestInfo};
+use std::collections::HashMap;
+
+use dockyard_image::image::{config_diff_ids, ManifestInfo};
+use dockyard_image::manifest::{classify, referenced, Kind};
 use dockyard_image::progress::Progress;
-use dockyard_image::transport::layout::select_platform;
-use dockyard_image::{Digest, Image, Platform, Reference, Store};
+use dockyard_image::{
+    Descriptor, Digest, Image, IndexManifest, Manifest, Platform, Reference, Store,
+};
 use futures_util::{stream, StreamExt, TryStreamExt};
 use reqwest::header::{HeaderMap, HeaderValue, CONTENT_RANGE, RANGE};
 use reqwest::{Method, StatusCode};
@@ -34,8 +37,11 @@ pub struct PullOptions {
 /// What a pull did.
 #[derive(Clone, Debug)]
 pub struct Pulled {
-    /// The image (for `all_platforms`, the one for `platform`/the host).
-    pub image: Image,
+    /// What the store now names: an image, a whole index, or an artifact.
+    pub manifest: Manifest,
+    /// The image for the platform asked (default: this host), when there
+    /// is one.
+    pub image: Option<Image>,
     /// Digest of what the reference names (an index or a manifest).
     pub digest: Digest,
     /// The name it is stored under.
@@ -288,7 +294,7 @@ impl Registry {
     async fn fetch_small_blob(
         &self,
         repo: &str,
-        d: &DescriptorInfo,
+        d: &Descriptor,
         store: &Store,
         progress: &dyn Progress,
     ) -> Result<(Vec<u8>, u64)> {
@@ -300,8 +306,111 @@ impl Registry {
         Ok((bytes, n))
     }
 
-    /// Pull `reference` into the store (named by the reference) and return
-    /// the image for the requested platform.
+    /// The child of `index` for `want`, following nested indexes. Entries
+    /// without a `platform` field are placed by their config's os and
+    /// architecture (fetched only when such entries exist).
+    pub async fn select_child(
+        &self,
+        repo: &str,
+        index: &IndexManifest,
+        want: &Platform,
+    ) -> Result<FetchedManifest> {
+        let mut index = index.clone();
+        for _depth in 0..4 {
+            let mut placed: HashMap<Digest, Platform> = HashMap::new();
+            for d in index.manifests().iter().filter(|d| d.platform.is_none()) {
+                let m = self.fetch_manifest(repo, &d.digest.to_string()).await?;
+                let what = format!("manifest {}", m.digest);
+                let value: Value =
+                    serde_json::from_slice(&m.bytes).map_err(|e| dockyard_image::Error::Json {
+                        what: what.clone(),
+                        source: e,
+                    })?;
+                if classify(&what, &value, &m.media_type)? != Kind::Image {
+                    continue;
+                }
+                let info = ManifestInfo::from_value(&what, &value)?;
+                let config = self.fetch_blob_bytes(repo, &info.config, 64 << 20).await?;
+                let config: Value =
+                    serde_json::from_slice(&config).map_err(|e| dockyard_image::Error::Json {
+                        what: format!("config {}", info.config.digest),
+                        source: e,
+                    })?;
+                let text = |k: &str| config.get(k).and_then(Value::as_str).map(str::to_string);
+                if let (Some(os), Some(architecture)) = (text("os"), text("architecture")) {
+                    placed.insert(
+                        d.digest.clone(),
+                        Platform {
+                            os,
+                            architecture,
+                            variant: text("variant"),
+                        },
+                    );
+                }
+            }
+            let what = format!("{}/{repo}", self.name);
+            let chosen = index
+                .select(&what, want, &|d| placed.get(&d.digest).cloned())?
+                .clone();
+            let m = self
+                .fetch_manifest(repo, &chosen.digest.to_string())
+                .await?;
+            if !m.is_index() {
+                return Ok(m);
+            }
+            index = IndexManifest::parse(&format!("index {}", m.digest), m.bytes)?;
+        }
+        Err(dockyard_image::Error::InvalidImage {
+            what: format!("index {}", index.digest()),
+            reason: "indexes nested too deeply".into(),
+        }
+        .into())
+    }
+
+    /// Fetch a manifest's blobs and, for an index, every child (nested
+    /// indexes followed) into the store; the manifests are stored too,
+    /// children before the indexes that name them.
+    async fn fetch_tree(
+        &self,
+        repo: &str,
+        root: &FetchedManifest,
+        store: &Store,
+        progress: &dyn Progress,
+        counters: &Counters,
+    ) -> Result<()> {
+        // (manifest, depth); indexes are stored after their children.
+        let mut pending = vec![(root.clone(), 0usize)];
+        let mut indexes = Vec::new();
+        while let Some((m, depth)) = pending.pop() {
+            if !m.is_index() {
+                self.fetch_image_blobs(repo, &m, store, progress, counters)
+                    .await?;
+                store.put_bytes(&m.bytes)?;
+                continue;
+            }
+            if depth > 4 {
+                return Err(dockyard_image::Error::InvalidImage {
+                    what: format!("index {}", m.digest),
+                    reason: "indexes nested too deeply".into(),
+                }
+                .into());
+            }
+            let index = IndexManifest::parse(&format!("index {}", m.digest), m.bytes.clone())?;
+            for child in index.manifests() {
+                let c = self.fetch_manifest(repo, &child.digest.to_string()).await?;
+                pending.push((c, depth + 1));
+            }
+            indexes.push(m);
+        }
+        for m in indexes.iter().rev() {
+            store.put_bytes(&m.bytes)?;
+        }
+        Ok(())
+    }
+
+    /// Pull `reference` into the store, named by the reference: the image
+    /// for the platform asked (default: this host), or with `all_platforms`
+    /// the whole index. Artifacts are pulled blob for blob.
     pub async fn pull(
         &self,
         reference: &Reference,
@@ -319,74 +428,40 @@ impl Registry {
         // Until the image is named, a concurrent prune must not run.
         let _hold = store.writer_lock()?;
         let counters = Counters::default();
-        let chosen: FetchedManifest = if top.is_index() {
-            let index: Value =
-                serde_json::from_slice(&top.bytes).map_err(|e| dockyard_image::Error::Json {
-                    what: format!("index {}", top.digest),
-                    source: e,
-                })?;
-            if opts.all_platforms {
-                let children: Vec<DescriptorInfo> = index
-                    .get("manifests")
-                    .and_then(Value::as_array)
-                    .map(|l| {
-                        l.iter()
-                            .filter_map(|m| DescriptorInfo::parse("index entry", m).ok())
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                for child in &children {
-                    let m = self
-                        .fetch_manifest(&repo, &child.digest.to_string())
-                        .await?;
-                    if m.is_index() {
-                        continue;
-                    }
-                    self.fetch_image_blobs(&repo, &m, store, progress, &counters, false)
-                        .await?;
-                    store.put_bytes(&m.bytes)?;
-                }
-            }
-            let child = select_platform(&index, &top.digest, opts.platform.as_ref())?;
-            self.fetch_manifest(&repo, &child.digest.to_string())
-                .await?
+        let named = if top.is_index() && !opts.all_platforms {
+            let index = IndexManifest::parse(&format!("index {}", top.digest), top.bytes.clone())?;
+            let host = Platform::host();
+            let want = opts.platform.as_ref().unwrap_or(&host);
+            self.select_child(&repo, &index, want).await?
         } else {
             top.clone()
         };
-        self.fetch_image_blobs(&repo, &chosen, store, progress, &counters, true)
+        self.fetch_tree(&repo, &named, store, progress, &counters)
             .await?;
-        // Store manifests unchanged, then name what the reference names.
-        let top_digest = store.put_bytes(&top.bytes)?;
-        store.put_bytes(&chosen.bytes)?;
         let name = reference.to_string();
-        let (named_digest, named_bytes, named_type) = if opts.all_platforms || !top.is_index() {
-            (top_digest.clone(), &top.bytes, &top.media_type)
-        } else {
-            (chosen.digest.clone(), &chosen.bytes, &chosen.media_type)
+        let desc = Descriptor::of_bytes(&named.media_type, &named.bytes);
+        store.name_descriptor(&name, &desc)?;
+        let manifest = store.get(&name)?;
+        let image = match (&manifest, &opts.platform) {
+            (Manifest::Image(_), Some(p)) if !top.is_index() => Some(
+                manifest
+                    .clone()
+                    .into_image(&format!("docker://{reference}"), Some(p))?,
+            ),
+            (Manifest::Artifact(_), _) => None,
+            _ => manifest
+                .clone()
+                .into_image(&format!("docker://{reference}"), opts.platform.as_ref())
+                .ok(),
         };
-        let desc = serde_json::json!({
-            "mediaType": named_type,
-            "digest": named_digest.to_string(),
-            "size": named_bytes.len(),
-            "annotations": { dockyard_image::transport::layout::REF_NAME: name },
-        });
-        store.name_descriptor(&name, desc)?;
-        let image = if opts.all_platforms {
-            dockyard_image::transport::layout::read_layout(
-                &dockyard_image::transport::layout::LayoutDir(store.root().to_path_buf()),
-                Some(&name),
-                opts.platform.as_ref(),
-            )?
-        } else {
-            store.get_image(&name)?
-        };
-        let _ = record_blob_source(
-            store,
-            &self.name,
-            &repo,
-            image.layers().iter().map(|l| l.digest()),
-        );
+        let blobs: Vec<Digest> = manifest
+            .all_blobs()
+            .into_iter()
+            .map(|b| b.descriptor.digest)
+            .collect();
+        let _ = record_blob_source(store, &self.name, &repo, blobs.iter());
         Ok(Pulled {
+            manifest,
             image,
             digest: top.digest,
             name,
@@ -395,6 +470,8 @@ impl Registry {
         })
     }
 
+    /// Fetch the config and layers (or, for an artifact, every blob) of a
+    /// manifest into the store. An image must have a diff_id per layer.
     async fn fetch_image_blobs(
         &self,
         repo: &str,
@@ -402,24 +479,30 @@ impl Registry {
         store: &Store,
         progress: &dyn Progress,
         counters: &Counters,
-        strict: bool,
     ) -> Result<()> {
-        let info = ManifestInfo::parse(&format!("manifest {}", m.digest), &m.bytes)?;
-        let (config, n) = self
-            .fetch_small_blob(repo, &info.config, store, progress)
-            .await?;
-        if n > 0 {
-            counters
-                .blobs
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            counters
-                .bytes
-                .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
-        }
-        // Every runnable image has a diff_id per layer; an index may also
-        // list artifacts (attestations, signatures) whose config is not an
-        // image config, so only the chosen image is held to that.
-        if strict {
+        let what = format!("manifest {}", m.digest);
+        let value: Value =
+            serde_json::from_slice(&m.bytes).map_err(|e| dockyard_image::Error::Json {
+                what: what.clone(),
+                source: e,
+            })?;
+        let blobs = referenced(&what, &m.bytes)?;
+        let tally = |n: u64| {
+            if n > 0 {
+                counters
+                    .blobs
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                counters
+                    .bytes
+                    .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+            }
+        };
+        if classify(&what, &value, &m.media_type)? == Kind::Image {
+            let info = ManifestInfo::from_value(&what, &value)?;
+            let (config, n) = self
+                .fetch_small_blob(repo, &info.config, store, progress)
+                .await?;
+            tally(n);
             let config: Value =
                 serde_json::from_slice(&config).map_err(|e| dockyard_image::Error::Json {
                     what: format!("config {}", info.config.digest),
@@ -434,23 +517,12 @@ impl Registry {
                 .into());
             }
         }
-        let counters = Arc::new(counters);
-        stream::iter(info.layers.iter().map(|l| {
-            let counters = Arc::clone(&counters);
-            async move {
-                let n = self
-                    .fetch_blob_to_store(repo, &l.digest, Some(l.size), store, progress)
-                    .await?;
-                if n > 0 {
-                    counters
-                        .blobs
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    counters
-                        .bytes
-                        .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
-                }
-                Ok::<_, RegistryError>(())
-            }
+        stream::iter(blobs.iter().map(|b| async move {
+            let n = self
+                .fetch_blob_to_store(repo, &b.digest, Some(b.size), store, progress)
+                .await?;
+            tally(n);
+            Ok::<_, RegistryError>(())
         }))
         .buffer_unordered(self.opts.parallel.max(1))
         .try_collect::<Vec<_>>()

@@ -10,7 +10,7 @@ use dockyard_image::compress::compress_into;
 use dockyard_image::digest::{unwrap_io, HashingWriter};
 use dockyard_image::media::{self, Compression};
 use dockyard_image::progress::Progress;
-use dockyard_image::{BlobSource, Digest, Image, Layer, Reference, Store};
+use dockyard_image::{BlobSource, Digest, Image, Layer, Manifest, Reference, Store};
 use futures_util::{stream, StreamExt, TryStreamExt};
 use reqwest::header::{
     HeaderMap, HeaderValue, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, LOCATION,
@@ -499,79 +499,45 @@ impl Registry {
 }
 
 impl Registry {
-    /// Push a multi-platform index held in the store (pulled with
-    /// `all_platforms`): every child manifest's blobs, each child by
-    /// digest, then the index bytes unchanged under the reference's tag.
-    /// Children are pushed as stored, whatever their layer media types
-    /// (attestations included).
-    pub async fn push_index_from_store(
+    /// Push an index or an artifact whole, as `reference`: the blobs of
+    /// every manifest in the tree, each child manifest by its digest
+    /// (children before the indexes naming them), then the root under the
+    /// reference's tag. Everything is pushed byte for byte, so the digests
+    /// stay what they were. (Images go through `push`, which also
+    /// compresses layers held uncompressed.)
+    pub async fn push_manifest(
         &self,
-        index_digest: &Digest,
+        manifest: &Manifest,
         reference: &Reference,
         store: &Store,
         progress: Arc<dyn Progress>,
     ) -> Result<PushedIndex> {
+        manifest.check_complete(&format!("docker://{reference}"))?;
         let repo = reference.repository().to_string();
-        let read_blob = |d: &Digest| -> Result<Vec<u8>> {
-            let p = store.blob_path(d);
-            std::fs::read(&p)
-                .map_err(|e| RegistryError::Image(dockyard_image::Error::Io { path: p, source: e }))
-        };
-        let index_bytes = read_blob(index_digest)?;
-        let index: serde_json::Value =
-            serde_json::from_slice(&index_bytes).map_err(|e| dockyard_image::Error::Json {
-                what: format!("index {index_digest}"),
-                source: e,
-            })?;
-        let index_type = index
-            .get("mediaType")
-            .and_then(|v| v.as_str())
-            .unwrap_or(media::OCI_INDEX)
-            .to_string();
-        let children: Vec<dockyard_image::image::DescriptorInfo> = index
-            .get("manifests")
-            .and_then(|m| m.as_array())
-            .map(|l| {
-                l.iter()
-                    .filter_map(|m| {
-                        dockyard_image::image::DescriptorInfo::parse("index entry", m).ok()
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
         let counters = PushCounters::default();
         let meter = UploadMeter {
             progress: Arc::clone(&progress),
             bytes: Arc::new(AtomicU64::new(0)),
         };
-        for child in &children {
-            let bytes = read_blob(&child.digest)?;
-            let manifest: serde_json::Value =
-                serde_json::from_slice(&bytes).map_err(|e| dockyard_image::Error::Json {
-                    what: format!("manifest {}", child.digest),
-                    source: e,
-                })?;
-            let mut blobs = Vec::new();
-            for d in manifest.get("config").into_iter().chain(
-                manifest
-                    .get("layers")
-                    .and_then(|l| l.as_array())
-                    .into_iter()
-                    .flatten(),
-            ) {
-                blobs.push(dockyard_image::image::DescriptorInfo::parse(
-                    "descriptor",
-                    d,
-                )?);
-            }
+        let tree = manifest.manifests_bottom_up();
+        let root_digest = manifest.digest();
+        let mut children = 0;
+        for m in &tree {
+            let blobs = m.own_blobs();
             stream::iter(blobs.iter().map(|b| {
                 let repo = repo.clone();
                 let meter = &meter;
                 let counters = &counters;
                 async move {
-                    let source = BlobSource::whole_file(&store.blob_path(&b.digest))?;
                     let o = self
-                        .push_blob(&repo, &b.digest, b.size, &source, store, meter)
+                        .push_blob(
+                            &repo,
+                            &b.descriptor.digest,
+                            b.descriptor.size,
+                            &b.source,
+                            store,
+                            meter,
+                        )
                         .await?;
                     match o {
                         BlobOutcome::Existing => counters.existing.fetch_add(1, Ordering::Relaxed),
@@ -584,24 +550,29 @@ impl Registry {
             .buffer_unordered(self.opts.parallel.max(1))
             .try_collect::<Vec<_>>()
             .await?;
-            let child_type = manifest
-                .get("mediaType")
-                .and_then(|v| v.as_str())
-                .unwrap_or(&child.media_type)
-                .to_string();
-            self.put_manifest(&repo, &child.digest.to_string(), &bytes, &child_type)
-                .await?;
+            if m.digest() != root_digest {
+                self.put_manifest(&repo, &m.digest().to_string(), m.raw(), m.media_type())
+                    .await?;
+                children += 1;
+            }
         }
-        let tag = reference
-            .tag()
-            .map(str::to_string)
-            .unwrap_or_else(|| index_digest.to_string());
+        let tag = match (reference.tag(), reference.digest()) {
+            (Some(t), _) => t.to_string(),
+            (None, Some(d)) => d.to_string(),
+            (None, None) => "latest".into(),
+        };
         let digest = self
-            .put_manifest(&repo, &tag, &index_bytes, &index_type)
+            .put_manifest(&repo, &tag, manifest.raw(), manifest.media_type())
             .await?;
+        let blobs: Vec<Digest> = manifest
+            .all_blobs()
+            .into_iter()
+            .map(|b| b.descriptor.digest)
+            .collect();
+        let _ = record_blob_source(store, &self.name, &repo, blobs.iter());
         Ok(PushedIndex {
             digest,
-            manifests: children.len(),
+            manifests: children,
             blobs_uploaded: counters.uploaded.load(Ordering::Relaxed),
             bytes_uploaded: meter.bytes.load(Ordering::Relaxed),
             blobs_mounted: counters.mounted.load(Ordering::Relaxed),

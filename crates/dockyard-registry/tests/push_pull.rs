@@ -86,12 +86,23 @@ fn push_then_pull_round_trips_and_second_push_uploads_nothing() {
     let (_d2, fresh) = temp_store();
     let pulled = pull(&rt, &client, &r, &fresh, &PullOptions::default()).expect("pull");
     assert_eq!(pulled.digest, pushed.digest);
-    assert_eq!(pulled.image.digest(), pushed.digest);
-    assert_eq!(pulled.image.manifest_raw(), pushed.image.manifest_raw());
-    assert_eq!(pulled.image.config_raw(), image.config_raw());
-    assert_eq!(layer_digests(&pulled.image), layer_digests(&pushed.image));
+    assert_eq!(pulled.image.as_ref().unwrap().digest(), pushed.digest);
+    assert_eq!(
+        pulled.image.as_ref().unwrap().manifest_raw(),
+        pushed.image.manifest_raw()
+    );
+    assert_eq!(
+        pulled.image.as_ref().unwrap().config_raw(),
+        image.config_raw()
+    );
+    assert_eq!(
+        layer_digests(pulled.image.as_ref().unwrap()),
+        layer_digests(&pushed.image)
+    );
     let diff_ids: Vec<_> = pulled
         .image
+        .as_ref()
+        .unwrap()
         .layers()
         .iter()
         .map(|l| l.diff_id().clone())
@@ -99,7 +110,7 @@ fn push_then_pull_round_trips_and_second_push_uploads_nothing() {
     let orig_diff_ids: Vec<_> = image.layers().iter().map(|l| l.diff_id().clone()).collect();
     assert_eq!(diff_ids, orig_diff_ids);
     assert_eq!(pulled.blobs_fetched, 4);
-    for d in layer_digests(&pulled.image) {
+    for d in layer_digests(pulled.image.as_ref().unwrap()) {
         assert!(store_blob_verifies(&fresh, &d), "{d} does not verify");
     }
 
@@ -123,7 +134,7 @@ fn push_then_pull_round_trips_and_second_push_uploads_nothing() {
     let (_d3, third) = temp_store();
     let p = pull(&rt, &client, &by_digest, &third, &PullOptions::default()).expect("by digest");
     assert_eq!(p.digest, pushed.digest);
-    assert_eq!(p.image.digest(), pushed.digest);
+    assert_eq!(p.image.as_ref().unwrap().digest(), pushed.digest);
     // A digest the registry does not have is an error, not an empty image.
     let missing: Reference = format!(
         "{}/roundtrip/app@{}",
@@ -335,10 +346,13 @@ fn docker_schema2_manifest_bytes_survive_a_round_trip() {
 
     let (_d2, fresh) = temp_store();
     let pulled = pull(&rt, &client, &r, &fresh, &PullOptions::default()).expect("pull");
-    assert_eq!(pulled.image.manifest_raw(), &manifest[..]);
-    assert_eq!(pulled.image.manifest_media_type(), media::DOCKER_MANIFEST);
+    assert_eq!(pulled.image.as_ref().unwrap().manifest_raw(), &manifest[..]);
+    assert_eq!(
+        pulled.image.as_ref().unwrap().manifest_media_type(),
+        media::DOCKER_MANIFEST
+    );
     assert_eq!(pulled.digest, Digest::sha256_of(&manifest));
-    assert_eq!(pulled.image.config_raw(), &config[..]);
+    assert_eq!(pulled.image.as_ref().unwrap().config_raw(), &config[..]);
     let raw = rt
         .block_on(client.fetch_manifest("docker/app", "1"))
         .expect("fetch manifest");
@@ -393,8 +407,8 @@ fn index_pulls_host_platform_by_default_and_others_on_request() {
         default.digest, index_digest,
         "the digest of what the reference names"
     );
-    assert_eq!(default.image.digest(), ph.digest);
-    assert_eq!(default.image.platform(), Platform::host());
+    assert_eq!(default.image.as_ref().unwrap().digest(), ph.digest);
+    assert_eq!(default.image.as_ref().unwrap().platform(), Platform::host());
 
     let chosen = pull(
         &rt,
@@ -407,8 +421,8 @@ fn index_pulls_host_platform_by_default_and_others_on_request() {
         },
     )
     .expect("pull other platform");
-    assert_eq!(chosen.image.digest(), po.digest);
-    assert_eq!(chosen.image.platform(), other);
+    assert_eq!(chosen.image.as_ref().unwrap().digest(), po.digest);
+    assert_eq!(chosen.image.as_ref().unwrap().platform(), other);
 
     let err = pull(
         &rt,
@@ -503,10 +517,15 @@ fn skopeo_reads_what_dockyard_pushed_and_dockyard_reads_what_skopeo_pushed() {
     )
     .expect("pull what skopeo pushed");
     assert_eq!(pulled.digest, Digest::sha256_of(&raw));
-    assert_eq!(pulled.image.manifest_raw(), &raw[..]);
-    assert_eq!(pulled.image.config_raw(), other.config_raw());
+    assert_eq!(pulled.image.as_ref().unwrap().manifest_raw(), &raw[..]);
+    assert_eq!(
+        pulled.image.as_ref().unwrap().config_raw(),
+        other.config_raw()
+    );
     let diff_ids: Vec<_> = pulled
         .image
+        .as_ref()
+        .unwrap()
         .layers()
         .iter()
         .map(|l| l.diff_id().clone())

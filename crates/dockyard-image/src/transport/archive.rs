@@ -9,13 +9,14 @@ use std::path::Path;
 
 use serde_json::{json, Map, Value};
 
-use super::layout::{self, manifest_descriptor, CONTAINERD_NAME, REF_NAME};
+use super::layout::{self, CONTAINERD_NAME, REF_NAME};
 use super::tar_index::TarIndex;
 use crate::atomic::AtomicFile;
 use crate::digest::{unwrap_io, Algorithm, Digest, HashingReader};
 use crate::error::{Error, IoContext, Result};
 use crate::image::{config_diff_ids, parse_json, Image};
 use crate::layer::{BlobSource, Layer};
+use crate::manifest::Manifest;
 use crate::media::{self, Compression};
 use crate::progress::{Progress, ProgressReader};
 use crate::reference::Reference;
@@ -40,15 +41,27 @@ fn digest_in_name(name: &str) -> Option<Digest> {
     Digest::from_parts(Algorithm::Sha256, stem).ok()
 }
 
-/// Read one image from a docker archive.
-pub fn read_docker_archive(path: &Path, wanted: Option<&str>) -> Result<Image> {
+/// Read one image (or, from a Docker ≥25 archive, the index it saved)
+/// from a docker archive.
+pub fn read_docker_archive(path: &Path, wanted: Option<&str>) -> Result<Manifest> {
     let index = TarIndex::open(path)?;
+    // Docker ≥25 (and dockyard) archives carry an OCI layout: its exact
+    // manifests and indexes are what the archive holds. Names only
+    // manifest.json knows (`@N`, several tags) fall back to it.
+    let from_layout = if index.contains("index.json") {
+        Some(layout::read_layout(&index, wanted))
+    } else {
+        None
+    };
+    if let Some(Ok(m)) = from_layout {
+        return Ok(m);
+    }
     if index.contains("manifest.json") {
-        read_v12(&index, wanted)
+        read_v12(&index, wanted).map(Manifest::Image)
     } else if index.contains("repositories") {
-        read_v10(&index, wanted)
-    } else if index.contains("index.json") {
-        layout::read_layout(&index, wanted, None)
+        read_v10(&index, wanted).map(Manifest::Image)
+    } else if let Some(result) = from_layout {
+        result
     } else {
         Err(invalid(
             path,
@@ -161,30 +174,11 @@ fn read_v12(index: &TarIndex, wanted: Option<&str>) -> Result<Image> {
             ),
         ));
     }
-    // Prefer the exact OCI manifest when the archive carries one (Docker ≥25).
-    if index.contains("index.json") {
-        if let Some(img) = matching_oci_manifest(index, &config_digest) {
-            return Ok(img);
-        }
-    }
     let mut layers = Vec::new();
     for (name, diff_id) in layer_names.iter().zip(diff_ids) {
         layers.push(archive_layer(index, name, diff_id)?);
     }
     Image::from_config_and_layers(config_raw, layers, false)
-}
-
-/// The image of the archive's own OCI index whose config is `config_digest`.
-fn matching_oci_manifest(index: &TarIndex, config_digest: &Digest) -> Option<Image> {
-    let entries = layout::list_entries(index).ok()?;
-    for (_, desc) in entries {
-        let digest = desc.get("digest").and_then(Value::as_str)?.to_string();
-        let img = layout::read_layout(index, Some(&digest), None).ok()?;
-        if &img.config_digest() == config_digest {
-            return Some(img);
-        }
-    }
-    None
 }
 
 /// A layer member of a docker archive. Uncompressed tars are identified by
@@ -487,7 +481,10 @@ pub fn write_image_tar(
                     .at(dest)?;
             }
         }
-        let mut desc = manifest_descriptor(&image, opts.ref_name.as_deref());
+        let mut desc = Manifest::Image(image.clone())
+            .descriptor()
+            .with_ref_name(opts.ref_name.as_deref())
+            .json;
         if let Some(r) = opts.reference {
             desc["annotations"][CONTAINERD_NAME] = json!(r.to_string());
             if opts.ref_name.is_none() {
@@ -551,10 +548,65 @@ fn blob_name(d: &Digest) -> String {
 }
 
 /// Read an oci-archive tar.
-pub fn read_oci_archive(path: &Path, wanted: Option<&str>) -> Result<Image> {
+pub fn read_oci_archive(path: &Path, wanted: Option<&str>) -> Result<Manifest> {
     let index = TarIndex::open(path)?;
     if !index.contains("index.json") {
         return Err(invalid(path, "no index.json: not an oci-archive"));
     }
-    layout::read_layout(&index, wanted, None)
+    layout::read_layout(&index, wanted)
+}
+
+/// Write an oci-archive: a tar of an OCI layout holding `manifest` (an
+/// image, a whole index or an artifact), named `ref_name`. The file
+/// appears only when complete; every blob is verified as it is copied.
+pub fn write_oci_archive(
+    dest: &Path,
+    manifest: &Manifest,
+    ref_name: Option<&str>,
+    progress: &dyn Progress,
+) -> Result<()> {
+    manifest.check_complete(&format!("oci-archive:{}", dest.display()))?;
+    let mut out = AtomicFile::create(dest)?;
+    {
+        let mut tar = ArchiveWriter {
+            out: BufWriter::with_capacity(1 << 20, out.file()),
+        };
+        for blob in manifest.all_blobs() {
+            let id = blob.descriptor.digest.short();
+            progress.start(&id, blob.descriptor.size);
+            let mut reader = ProgressReader {
+                id: id.clone(),
+                inner: blob.open()?,
+                progress,
+            };
+            tar.member(
+                &blob_name(&blob.descriptor.digest),
+                blob.descriptor.size,
+                &mut reader,
+            )
+            .map_err(|e| unwrap_io(e, &blob.source.path()))?;
+            progress.finish(&id);
+        }
+        let mut names = HashSet::new();
+        for m in manifest.manifests_bottom_up() {
+            let d = m.digest();
+            if names.insert(d.clone()) {
+                let bytes = m.raw();
+                tar.member(&blob_name(&d), bytes.len() as u64, &mut &bytes[..])
+                    .at(dest)?;
+            }
+        }
+        let desc = manifest.descriptor().with_ref_name(ref_name);
+        let index =
+            json!({"schemaVersion": 2, "mediaType": media::OCI_INDEX, "manifests": [desc.json]});
+        let index = serde_json::to_vec(&index)
+            .unwrap_or_else(|_| unreachable!("a Value always serialises"));
+        tar.member("index.json", index.len() as u64, &mut &index[..])
+            .at(dest)?;
+        let layout = br#"{"imageLayoutVersion":"1.0.0"}"#;
+        tar.member("oci-layout", layout.len() as u64, &mut &layout[..])
+            .at(dest)?;
+        tar.finish().at(dest)?;
+    }
+    out.commit_unsynced()
 }

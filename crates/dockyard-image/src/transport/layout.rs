@@ -9,17 +9,18 @@ use serde_json::{json, Value};
 
 use super::tar_index::TarIndex;
 use crate::atomic::{write_atomic, AtomicFile};
+use crate::descriptor::Descriptor;
 use crate::digest::{unwrap_io, Digest};
 use crate::error::{Error, IoContext, Result};
-use crate::image::{config_diff_ids, parse_json, DescriptorInfo, Image, ManifestInfo};
+use crate::image::{config_diff_ids, parse_json, Image, ManifestInfo};
+use crate::index::{Index, IndexManifest};
 use crate::layer::{BlobSource, Layer};
+use crate::manifest::{classify, referenced, Artifact, Blob, Kind, Manifest};
 use crate::media;
-use crate::platform::Platform;
 use crate::progress::{Progress, ProgressReader};
 use crate::reference::Reference;
 
-pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
-pub const CONTAINERD_NAME: &str = "io.containerd.image.name";
+pub use crate::descriptor::{CONTAINERD_NAME, REF_NAME};
 const MANIFEST_LIMIT: u64 = 4 << 20;
 const CONFIG_LIMIT: u64 = 64 << 20;
 
@@ -27,6 +28,8 @@ const CONFIG_LIMIT: u64 = 64 << 20;
 pub trait BlobProvider {
     fn location(&self) -> String;
     fn blob(&self, digest: &Digest) -> Result<BlobSource>;
+    /// Whether the blob is there at all.
+    fn has(&self, digest: &Digest) -> bool;
     fn index_json(&self) -> Result<Vec<u8>>;
 }
 
@@ -47,6 +50,9 @@ impl BlobProvider for LayoutDir {
         }
         BlobSource::whole_file(&p)
     }
+    fn has(&self, digest: &Digest) -> bool {
+        blob_path(&self.0, digest).is_file()
+    }
     fn index_json(&self) -> Result<Vec<u8>> {
         let p = self.0.join("index.json");
         if !p.exists() {
@@ -65,6 +71,13 @@ impl BlobProvider for TarIndex {
     }
     fn blob(&self, digest: &Digest) -> Result<BlobSource> {
         self.source(&format!(
+            "blobs/{}/{}",
+            digest.algorithm().name(),
+            digest.hex()
+        ))
+    }
+    fn has(&self, digest: &Digest) -> bool {
+        self.contains(&format!(
             "blobs/{}/{}",
             digest.algorithm().name(),
             digest.hex()
@@ -90,7 +103,7 @@ pub fn blob_path(root: &Path, digest: &Digest) -> PathBuf {
 /// Read a small blob whole and check it against its descriptor.
 pub fn read_verified(
     p: &dyn BlobProvider,
-    d: &DescriptorInfo,
+    d: &Descriptor,
     what: &str,
     limit: u64,
 ) -> Result<Vec<u8>> {
@@ -113,26 +126,13 @@ pub fn read_verified(
     Ok(bytes)
 }
 
-/// The name a user would give for an index entry.
-fn entry_names(desc: &Value) -> Vec<String> {
-    let a = desc.get("annotations");
-    [REF_NAME, CONTAINERD_NAME]
-        .iter()
-        .filter_map(|k| {
-            a.and_then(|a| a.get(*k))
-                .and_then(Value::as_str)
-                .map(str::to_string)
-        })
-        .collect()
-}
-
-fn entry_matches(desc: &Value, wanted: &str) -> bool {
-    let names = entry_names(desc);
+fn entry_matches(desc: &Descriptor, wanted: &str) -> bool {
+    let names = desc.names();
     if names.iter().any(|n| n == wanted) {
         return true;
     }
     if let Ok(d) = wanted.parse::<Digest>() {
-        return desc.get("digest").and_then(Value::as_str) == Some(&d.to_string());
+        return desc.digest == d;
     }
     match wanted.parse::<Reference>() {
         Ok(r) => names.iter().any(|n| r.matches_str(n)),
@@ -140,95 +140,123 @@ fn entry_matches(desc: &Value, wanted: &str) -> bool {
     }
 }
 
-/// List the images an index names (for messages and `cache ls`).
-pub fn list_entries(p: &dyn BlobProvider) -> Result<Vec<(String, Value)>> {
-    let index = parse_json(&format!("{} index.json", p.location()), &p.index_json()?)?;
-    let manifests = index
-        .get("manifests")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    Ok(manifests
+/// The entries of a layout's index.json.
+pub fn list_entries(p: &dyn BlobProvider) -> Result<Vec<Descriptor>> {
+    let what = format!("{} index.json", p.location());
+    Ok(IndexManifest::parse(&what, p.index_json()?)?
+        .manifests()
+        .to_vec())
+}
+
+/// The name a user would give for an entry (for messages and `cache ls`).
+pub fn entry_name(d: &Descriptor) -> String {
+    d.names()
         .into_iter()
-        .map(|m| {
-            let name = entry_names(&m).into_iter().next().unwrap_or_else(|| {
-                m.get("digest")
-                    .and_then(Value::as_str)
-                    .unwrap_or("?")
-                    .to_string()
-            });
-            (name, m)
-        })
-        .collect())
+        .next()
+        .unwrap_or_else(|| d.digest.to_string())
 }
 
-/// Read one image from a layout. `wanted` picks an entry by name (ref name,
-/// full reference or digest); without it the layout must hold exactly one.
-pub fn read_layout(
-    p: &dyn BlobProvider,
-    wanted: Option<&str>,
-    platform: Option<&Platform>,
-) -> Result<Image> {
+/// The entry of a layout's index.json that `wanted` names (ref name, full
+/// reference, digest, or `NAME@DIGEST`); without a name the layout must
+/// hold exactly one.
+pub fn find_entry(p: &dyn BlobProvider, wanted: Option<&str>) -> Result<Descriptor> {
     let entries = list_entries(p)?;
-    let chosen: Vec<&Value> = match wanted {
-        Some(w) => entries
-            .iter()
-            .filter(|(_, d)| entry_matches(d, w))
-            .map(|(_, d)| d)
-            .collect(),
-        None => entries.iter().map(|(_, d)| d).collect(),
-    };
-    let present = || entries.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
-    let desc = match (chosen.len(), wanted) {
-        (1, _) => chosen[0],
-        (0, Some(w)) => {
-            return Err(Error::ImageNotFound {
-                location: p.location(),
-                wanted: w.to_string(),
-                present: present(),
-            })
+    let mut chosen: Vec<&Descriptor> = entries
+        .iter()
+        .filter(|d| wanted.map(|w| entry_matches(d, w)).unwrap_or(true))
+        .collect();
+    // `NAME@DIGEST` picks one of several entries of the same name.
+    if chosen.is_empty() {
+        if let Some((name, digest)) = wanted.and_then(|w| w.rsplit_once('@')) {
+            if let Ok(digest) = digest.parse::<Digest>() {
+                chosen = entries
+                    .iter()
+                    .filter(|d| entry_matches(d, name) && d.digest == digest)
+                    .collect();
+            }
         }
-        (0, None) => {
-            return Err(Error::InvalidArchive {
-                path: p.location().into(),
-                reason: "index.json lists no images".into(),
-            })
-        }
-        _ => {
-            return Err(Error::AmbiguousImage {
-                location: p.location(),
-                present: present(),
-            })
-        }
-    };
-    let desc = DescriptorInfo::parse("index.json entry", desc)?;
-    read_manifest_descriptor(p, &desc, platform, 0)
+    }
+    let present = || entries.iter().map(entry_name).collect::<Vec<_>>();
+    let mut digests: Vec<Digest> = chosen.iter().map(|d| d.digest.clone()).collect();
+    digests.dedup();
+    match (digests.len(), wanted) {
+        (1, _) => Ok(chosen[0].clone()),
+        (0, Some(w)) => Err(Error::ImageNotFound {
+            location: p.location(),
+            wanted: w.to_string(),
+            present: present(),
+        }),
+        (0, None) => Err(Error::InvalidArchive {
+            path: p.location().into(),
+            reason: "index.json lists no images".into(),
+        }),
+        (_, Some(w)) => Err(Error::AmbiguousName {
+            location: p.location(),
+            name: w.to_string(),
+            digests,
+        }),
+        (_, None) => Err(Error::AmbiguousImage {
+            location: p.location(),
+            present: present(),
+        }),
+    }
 }
 
-fn read_manifest_descriptor(
-    p: &dyn BlobProvider,
-    desc: &DescriptorInfo,
-    platform: Option<&Platform>,
-    depth: usize,
-) -> Result<Image> {
+/// Read what a layout entry names: an image, an index (every child
+/// loaded) or an artifact.
+pub fn read_layout(p: &dyn BlobProvider, wanted: Option<&str>) -> Result<Manifest> {
+    let desc = find_entry(p, wanted)?;
+    read_manifest(p, &desc, 0)
+}
+
+/// Read the manifest `desc` names from a provider, with its children.
+pub fn read_manifest(p: &dyn BlobProvider, desc: &Descriptor, depth: usize) -> Result<Manifest> {
     let raw = read_verified(p, desc, "manifest", MANIFEST_LIMIT)?;
-    let value = parse_json(&format!("manifest {}", desc.digest), &raw)?;
-    let media_type = value
-        .get("mediaType")
-        .and_then(Value::as_str)
-        .unwrap_or(&desc.media_type)
-        .to_string();
-    if media::is_index(&media_type) || value.get("manifests").is_some() {
-        if depth > 4 {
-            return Err(Error::InvalidImage {
-                what: format!("index {}", desc.digest),
-                reason: "indexes nested too deeply".into(),
-            });
+    let what = format!("manifest {} in {}", desc.digest, p.location());
+    let value = parse_json(&what, &raw)?;
+    match classify(&what, &value, &desc.media_type)? {
+        Kind::Index => {
+            if depth > 4 {
+                return Err(Error::InvalidImage {
+                    what: format!("index {}", desc.digest),
+                    reason: "indexes nested too deeply".into(),
+                });
+            }
+            let index = IndexManifest::parse(&what, raw)?;
+            let mut children = Vec::new();
+            for d in index.manifests() {
+                // A saved archive may keep the whole index but only the
+                // manifests of the platforms it holds.
+                children.push(if p.has(&d.digest) {
+                    Some(read_manifest(p, d, depth + 1)?)
+                } else {
+                    None
+                });
+            }
+            Ok(Manifest::Index(Index::new(index, children)?))
         }
-        let child = select_platform(&value, &desc.digest, platform)?;
-        return read_manifest_descriptor(p, &child, platform, depth + 1);
+        Kind::Artifact => {
+            let mut sources = Vec::new();
+            for d in referenced(&what, &raw)? {
+                sources.push(p.blob(&d.digest)?);
+            }
+            Ok(Manifest::Artifact(Artifact::new(
+                raw,
+                &desc.media_type,
+                sources,
+            )?))
+        }
+        Kind::Image => read_image_manifest(p, desc, raw, &value).map(Manifest::Image),
     }
-    let info = ManifestInfo::from_value(&format!("manifest {}", desc.digest), &value)?;
+}
+
+fn read_image_manifest(
+    p: &dyn BlobProvider,
+    desc: &Descriptor,
+    raw: Vec<u8>,
+    value: &Value,
+) -> Result<Image> {
+    let info = ManifestInfo::from_value(&format!("manifest {}", desc.digest), value)?;
     let config_raw = read_verified(p, &info.config, "image config", CONFIG_LIMIT)?;
     let config = parse_json(&format!("image config {}", info.config.digest), &config_raw)?;
     let diff_ids = config_diff_ids(&format!("image config {}", info.config.digest), &config)?;
@@ -269,84 +297,26 @@ fn read_manifest_descriptor(
     Image::from_parts(raw, config_raw, layers)
 }
 
-/// Pick the manifest for a platform from an index (default: this host).
-pub fn select_platform(
-    index: &Value,
-    index_digest: &Digest,
-    platform: Option<&Platform>,
-) -> Result<DescriptorInfo> {
-    let host = Platform::host();
-    let want = platform.unwrap_or(&host);
-    let manifests = index
-        .get("manifests")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    let mut available = Vec::new();
-    let mut best: Option<(u8, &Value)> = None;
-    for m in &manifests {
-        let Some(pf) = m.get("platform") else {
-            continue;
-        };
-        let s = |k: &str| pf.get(k).and_then(Value::as_str).unwrap_or("").to_string();
-        let (os, arch, variant) = (s("os"), s("architecture"), s("variant"));
-        if os == "unknown" {
-            continue; // attestations
-        }
-        available.push(if variant.is_empty() {
-            format!("{os}/{arch}")
-        } else {
-            format!("{os}/{arch}/{variant}")
-        });
-        if os == want.os && arch == want.architecture {
-            let score = match (&want.variant, variant.as_str()) {
-                (Some(v), got) if v == got => 3,
-                (None, "") => 3,
-                (None, _) => 2,
-                (Some(_), "") => 1,
-                _ => 0,
-            };
-            if score > 0 && best.map(|(s, _)| score > s).unwrap_or(true) {
-                best = Some((score, m));
-            }
-        }
-    }
-    match best {
-        Some((_, m)) => DescriptorInfo::parse("index entry", m),
-        None => Err(Error::InvalidImage {
-            what: format!("index {index_digest}"),
-            reason: format!(
-                "no image for platform {want}; available: {}",
-                if available.is_empty() {
-                    "(none)".to_string()
-                } else {
-                    available.join(", ")
-                }
-            ),
-        }),
-    }
-}
-
-/// Copy a layer blob into `dest` (atomically), verifying as it streams.
-pub fn copy_blob_to_file(layer: &Layer, dest: &Path, progress: &dyn Progress) -> Result<()> {
+/// Copy a blob into `dest` (atomically), verifying as it streams.
+pub fn copy_blob_to_file(blob: &Blob, dest: &Path, progress: &dyn Progress) -> Result<()> {
     let mut f = AtomicFile::create(dest)?;
-    let id = layer.digest().short();
-    progress.start(&id, layer.size());
+    let id = blob.descriptor.digest.short();
+    progress.start(&id, blob.descriptor.size);
     let mut reader = ProgressReader {
         id: id.clone(),
-        inner: layer.open()?,
+        inner: blob.open()?,
         progress,
     };
     let mut w = io::BufWriter::with_capacity(1 << 20, f.file());
-    io::copy(&mut reader, &mut w).map_err(|e| unwrap_io(e, &layer.source().path()))?;
+    io::copy(&mut reader, &mut w).map_err(|e| unwrap_io(e, &blob.source.path()))?;
     w.flush().at(dest)?;
     drop(w);
     progress.finish(&id);
     f.commit()
 }
 
-/// Run `edit` on a layout's index.json under a file lock.
-pub fn update_index_json(dir: &Path, edit: impl FnOnce(&mut Vec<Value>)) -> Result<()> {
+/// Run `edit` on a layout's index.json entries under a file lock.
+pub fn update_index_json(dir: &Path, edit: impl FnOnce(&mut Vec<Descriptor>)) -> Result<()> {
     let lock_path = dir.join(".index.json.lock");
     let lock_file = fs::OpenOptions::new()
         .create(true)
@@ -365,48 +335,41 @@ pub fn update_index_json(dir: &Path, edit: impl FnOnce(&mut Vec<Value>)) -> Resu
     } else {
         json!({"schemaVersion": 2, "mediaType": media::OCI_INDEX, "manifests": []})
     };
-    if !index.get("manifests").map(Value::is_array).unwrap_or(false) {
-        index["manifests"] = json!([]);
-    }
-    if let Some(list) = index["manifests"].as_array_mut() {
-        edit(list);
-    }
+    let mut entries = match index.get("manifests").and_then(Value::as_array) {
+        Some(list) => list
+            .iter()
+            .map(|m| Descriptor::parse(&format!("{} entry", index_path.display()), m))
+            .collect::<Result<Vec<_>>>()?,
+        None => Vec::new(),
+    };
+    edit(&mut entries);
+    index["manifests"] = Value::Array(entries.into_iter().map(|d| d.json).collect());
     let bytes = serde_json::to_vec_pretty(&index)
         .unwrap_or_else(|_| unreachable!("a Value always serialises"));
     write_atomic(&index_path, &bytes)
 }
 
-pub fn manifest_descriptor(image: &Image, ref_name: Option<&str>) -> Value {
-    let mut d = json!({
-        "mediaType": image.manifest_media_type(),
-        "digest": image.digest().to_string(),
-        "size": image.manifest_raw().len(),
-    });
-    if let Some(r) = ref_name {
-        d["annotations"] = json!({ REF_NAME: r });
-    }
-    d
-}
-
-/// Write `image` into the layout at `dir` (created if missing; its parent
-/// must exist), tagged `ref_name`. Blobs already there are not rewritten.
-/// A new layout is built in a temporary directory and renamed into place
-/// when complete, so a failed copy leaves nothing behind.
+/// Write `manifest` (an image, a whole index, or an artifact) into the
+/// layout at `dir` (created if missing; its parent must exist), named
+/// `ref_name`. Blobs already there are not rewritten. A new layout is
+/// built in a temporary directory and renamed into place when complete,
+/// so a failed copy leaves nothing behind.
 pub fn write_layout_dir(
     dir: &Path,
-    image: &Image,
+    manifest: &Manifest,
     ref_name: Option<&str>,
     progress: &dyn Progress,
 ) -> Result<()> {
+    manifest.check_complete(&format!("oci:{}", dir.display()))?;
     let parent = crate::atomic::output_parent(dir)?;
     if dir.exists() {
-        return fill_layout_dir(dir, image, ref_name, progress);
+        return fill_layout_dir(dir, manifest, ref_name, progress);
     }
     let temp = tempfile::Builder::new()
         .prefix(".dockyard-tmp-layout-")
         .tempdir_in(&parent)
         .at(&parent)?;
-    fill_layout_dir(temp.path(), image, ref_name, progress)?;
+    fill_layout_dir(temp.path(), manifest, ref_name, progress)?;
     let built = temp.keep();
     fs::rename(&built, dir).map_err(|e| {
         let _ = fs::remove_dir_all(&built);
@@ -419,7 +382,7 @@ pub fn write_layout_dir(
 
 fn fill_layout_dir(
     dir: &Path,
-    image: &Image,
+    manifest: &Manifest,
     ref_name: Option<&str>,
     progress: &dyn Progress,
 ) -> Result<()> {
@@ -429,42 +392,39 @@ fn fill_layout_dir(
     if !layout_file.exists() {
         write_atomic(&layout_file, br#"{"imageLayoutVersion":"1.0.0"}"#)?;
     }
-    for layer in image.layers() {
-        let dest = blob_path(dir, layer.digest());
+    for blob in manifest.all_blobs() {
+        let dest = blob_path(dir, &blob.descriptor.digest);
         if let Some(parent) = dest.parent() {
             fs::create_dir_all(parent).at(parent)?;
         }
         let present = fs::metadata(&dest)
-            .map(|m| m.len() == layer.size())
+            .map(|m| m.len() == blob.descriptor.size)
             .unwrap_or(false);
         if present {
             continue;
         }
         // A verified store blob on the same filesystem is linked, not copied.
-        let linked = layer
-            .source()
+        let linked = blob
+            .source
             .linkable_store_blob()
             .map(|src| fs::hard_link(src, &dest).is_ok())
             .unwrap_or(false);
         if !linked {
-            copy_blob_to_file(layer, &dest, progress)?;
+            copy_blob_to_file(&blob, &dest, progress)?;
         }
     }
-    for bytes in [image.config_raw(), image.manifest_raw()] {
-        let dest = blob_path(dir, &Digest::sha256_of(bytes));
+    for m in manifest.manifests_bottom_up() {
+        let dest = blob_path(dir, &m.digest());
         if !dest.exists() {
-            write_atomic(&dest, bytes)?;
+            write_atomic(&dest, m.raw())?;
         }
     }
-    let desc = manifest_descriptor(image, ref_name);
-    let digest = image.digest().to_string();
+    let desc = manifest.descriptor().with_ref_name(ref_name);
+    let digest = manifest.digest();
     update_index_json(dir, |list| {
         list.retain(|m| match ref_name {
-            Some(r) => entry_names(m).iter().all(|n| n != r),
-            None => {
-                m.get("digest").and_then(Value::as_str) != Some(&digest)
-                    || !entry_names(m).is_empty()
-            }
+            Some(r) => m.names().iter().all(|n| n != r),
+            None => m.digest != digest || !m.names().is_empty(),
         });
         list.push(desc);
     })

@@ -12,6 +12,7 @@ use std::str::FromStr;
 
 use crate::error::{Error, Result};
 use crate::image::Image;
+use crate::manifest::Manifest;
 use crate::platform::Platform;
 use crate::progress::Progress;
 use crate::reference::Reference;
@@ -42,9 +43,10 @@ fn path_and_ref(s: &str, transport: &str) -> Result<(PathBuf, Option<String>)> {
         None => (s, None),
     };
     if path.is_empty() {
-        return Err(Error::Usage(format!(
-            "{transport}: needs a path, e.g. {transport}:image.tar"
-        )));
+        return Err(Error::InvalidLocation {
+            input: format!("{transport}:"),
+            reason: format!("needs a path, e.g. {transport}:image.tar"),
+        });
     }
     Ok((PathBuf::from(path), reference))
 }
@@ -85,24 +87,34 @@ impl FromStr for Location {
                 ]
                 .contains(&t)
             {
-                return Err(Error::Usage(format!(
-                    "{s}: transport {t:?} is not supported; use docker-archive:, oci:, oci-archive:, store:, docker:// or scratch"
-                )));
+                return Err(Error::InvalidLocation {
+                    input: s.to_string(),
+                    reason: format!("transport {t:?} is not supported; use docker-archive:, oci:, oci-archive:, store:, docker:// or scratch"),
+                });
             }
         }
         if let Some((scheme, _)) = s.split_once("://") {
-            return Err(Error::Usage(format!(
-                "{s}: unknown transport {scheme}://; use docker://, docker-archive:, oci:, oci-archive:, store: or scratch"
-            )));
+            return Err(Error::InvalidLocation {
+                input: s.to_string(),
+                reason: format!("unknown transport {scheme}://; use docker://, docker-archive:, oci:, oci-archive:, store: or scratch"),
+            });
         }
         if let Some((t, rest)) = s.split_once(':') {
+            // `localhost:5001/x` is a registry host and port, not a transport.
+            let port_follows = rest
+                .split('/')
+                .next()
+                .map(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+                .unwrap_or(false);
             let looks_like_transport = !t.is_empty()
+                && !port_follows
                 && t.bytes().all(|b| b.is_ascii_lowercase() || b == b'-')
                 && (rest.contains('/') || rest.ends_with(".tar") || rest.ends_with(".tar.gz"));
             if looks_like_transport && !t.contains('.') {
-                return Err(Error::Usage(format!(
-                    "{s}: unknown transport {t}:; use docker://, docker-archive:, oci:, oci-archive:, store: or scratch"
-                )));
+                return Err(Error::InvalidLocation {
+                    input: s.to_string(),
+                    reason: format!("unknown transport {t}:; use docker://, docker-archive:, oci:, oci-archive:, store: or scratch"),
+                });
             }
         }
         // A bare reference names an image in the local store.
@@ -113,9 +125,10 @@ impl FromStr for Location {
             } else {
                 "docker-archive: or oci-archive:"
             };
-            return Err(Error::Usage(format!(
-                "{s} is a path, not an image reference: prefix it with {hint}"
-            )));
+            return Err(Error::InvalidLocation {
+                input: s.to_string(),
+                reason: format!("a path, not an image reference: prefix it with {hint}"),
+            });
         }
         Ok(Location::Store(s.parse()?))
     }
@@ -160,47 +173,59 @@ fn store(root: &Option<PathBuf>) -> Result<Store> {
 }
 
 fn registry_unsupported(r: &Reference) -> Error {
-    Error::Usage(format!(
-        "docker://{r}: registry transfers are not built into this dockyard yet"
-    ))
+    Error::InvalidLocation {
+        input: format!("docker://{r}"),
+        reason: "registries are reached through the `dockyard` crate's facade, not dockyard-image"
+            .into(),
+    }
 }
 
-/// Read an image from a location. Nothing is read from layers yet: their
-/// bytes are verified when streamed by a writer.
-pub fn read_image(loc: &Location, opts: &ReadOptions) -> Result<Image> {
+/// Read what a location names: an image, a whole index, or an artifact.
+/// Nothing is read from layers yet: their bytes are verified when a writer
+/// streams them.
+pub fn read(loc: &Location, opts: &ReadOptions) -> Result<Manifest> {
     match loc {
-        Location::Scratch => Ok(Image::scratch(
+        Location::Scratch => Ok(Manifest::Image(Image::scratch(
             opts.platform.as_ref().unwrap_or(&Platform::host()),
-        )),
+        ))),
         Location::DockerArchive { path, reference } => {
             archive::read_docker_archive(path, reference.as_deref())
         }
         Location::OciArchive { path, reference } => {
             archive::read_oci_archive(path, reference.as_deref())
         }
-        Location::OciDir { path, reference } => layout::read_layout(
-            &layout::LayoutDir(path.clone()),
-            reference.as_deref(),
-            opts.platform.as_ref(),
-        ),
-        Location::Store(r) => {
-            store(&opts.store_root)?.get_image_for(&r.to_string(), opts.platform.as_ref())
+        Location::OciDir { path, reference } => {
+            layout::read_layout(&layout::LayoutDir(path.clone()), reference.as_deref())
         }
+        Location::Store(r) => store(&opts.store_root)?.get(&r.to_string()),
         Location::Registry(r) => Err(registry_unsupported(r)),
     }
 }
 
-/// Write an image to a location; returns the image as written (a docker
-/// archive holds uncompressed layers, so its manifest may differ).
-pub fn write_image(
-    image: &Image,
+/// Read one image from a location: from an index, the one for
+/// `opts.platform` (default: this host); a single image must match the
+/// platform asked for.
+pub fn read_image(loc: &Location, opts: &ReadOptions) -> Result<Image> {
+    if let Location::Scratch = loc {
+        return Ok(Image::scratch(
+            opts.platform.as_ref().unwrap_or(&Platform::host()),
+        ));
+    }
+    read(loc, opts)?.into_image(&loc.to_string(), opts.platform.as_ref())
+}
+
+/// Write an image, a whole index or an artifact to a location. A docker
+/// archive holds one image (Docker loads images, not indexes); it is an
+/// error to give it anything else. Returns the manifest as written (a
+/// docker archive holds uncompressed layers, so its manifest may differ).
+pub fn write(
+    manifest: &Manifest,
     loc: &Location,
     store_root: Option<PathBuf>,
     progress: &dyn Progress,
-) -> Result<Image> {
-    match loc {
-        Location::Scratch => Err(Error::Usage("scratch cannot be written to".into())),
-        Location::DockerArchive { path, reference } => {
+) -> Result<Manifest> {
+    match (loc, manifest) {
+        (Location::DockerArchive { path, reference }, Manifest::Image(image)) => {
             let r = reference
                 .as_deref()
                 .map(str::parse::<Reference>)
@@ -210,24 +235,46 @@ pub fn write_image(
                 reference: r.as_ref(),
                 ref_name: None,
             };
-            archive::write_image_tar(path, image, &opts, progress)
+            archive::write_image_tar(path, image, &opts, progress).map(Manifest::Image)
         }
-        Location::OciArchive { path, reference } => {
-            let opts = archive::ImageTarOptions {
-                docker: false,
-                reference: None,
-                ref_name: reference.clone(),
-            };
-            archive::write_image_tar(path, image, &opts, progress)
+        (Location::DockerArchive { .. }, Manifest::Index(ix)) => Err(Error::CannotHoldIndex {
+            destination: loc.to_string(),
+            index: ix.digest(),
+        }),
+        (Location::DockerArchive { .. }, other) => Err(Error::NotAnImage {
+            what: format!("what is written to {loc}"),
+            kind: other.kind_name(),
+            media_type: other.media_type().to_string(),
+        }),
+        (Location::OciArchive { path, reference }, m) => {
+            archive::write_oci_archive(path, m, reference.as_deref(), progress)?;
+            Ok(m.clone())
         }
-        Location::OciDir { path, reference } => {
-            layout::write_layout_dir(path, image, reference.as_deref(), progress)?;
-            Ok(image.clone())
+        (Location::OciDir { path, reference }, m) => {
+            layout::write_layout_dir(path, m, reference.as_deref(), progress)?;
+            Ok(m.clone())
         }
-        Location::Store(r) => {
-            store(&store_root)?.put_image(image, Some(&r.to_string()), progress)?;
-            Ok(image.clone())
+        (Location::Store(r), m) => {
+            store(&store_root)?.put(m, Some(&r.to_string()), progress)?;
+            Ok(m.clone())
         }
-        Location::Registry(r) => Err(registry_unsupported(r)),
+        (Location::Scratch, _) => Err(Error::InvalidLocation {
+            input: "scratch".into(),
+            reason: "scratch can be read (an empty image), not written to".into(),
+        }),
+        (Location::Registry(r), _) => Err(registry_unsupported(r)),
+    }
+}
+
+/// Write one image; returns the image as written.
+pub fn write_image(
+    image: &Image,
+    loc: &Location,
+    store_root: Option<PathBuf>,
+    progress: &dyn Progress,
+) -> Result<Image> {
+    match write(&Manifest::Image(image.clone()), loc, store_root, progress)? {
+        Manifest::Image(i) => Ok(i),
+        _ => unreachable!("writing an image gives an image"),
     }
 }

@@ -1,0 +1,35 @@
+//! The facade's error: whatever the layer below said, unchanged, so a
+//! caller can match on `PlatformNotFound`, `AmbiguousName`, `Http`, …
+
+use dockyard_image::Digest;
+use dockyard_registry::RegistryError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Image(#[from] dockyard_image::Error),
+
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
+
+    #[error("{what}: --format converts one image; an index is copied as it is (its digest names its children) — pick one platform with --platform to convert it")]
+    FormatOfIndex { what: String, index: Digest },
+}
+
+impl Error {
+    /// True when the input was at fault (bad name, missing image, wrong
+    /// credentials), false for failures of this machine or of dockyard.
+    pub fn is_user_error(&self) -> bool {
+        match self {
+            Error::Image(e) => e.is_user_error(),
+            Error::Registry(e) => e.is_user_error(),
+            Error::Runtime(_) => false,
+            Error::FormatOfIndex { .. } => true,
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

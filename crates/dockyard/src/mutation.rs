@@ -1,0 +1,73 @@
+//! `Mutation`: the edits `mutate` makes, in the order it makes them —
+//! remove layers, add one layer (host files and deletions), edit the
+//! config, set the manifest family.
+
+use std::path::{Path, PathBuf};
+
+use dockyard_image::tar::{LayerBuilder, LayerOptions};
+use dockyard_image::{ConfigEdit, Image, Platform};
+
+use crate::error::Result;
+
+/// Which layer to remove.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LayerRemoval {
+    /// The top layer.
+    Top,
+    /// The layer at this index (0 = base).
+    At(usize),
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Mutation {
+    /// The image to start from in an index (and the platform of `scratch`).
+    pub platform: Option<Platform>,
+    /// Applied first, in order.
+    pub remove_layers: Vec<LayerRemoval>,
+    /// Host path → image path, all into one new layer.
+    pub add: Vec<(PathBuf, String)>,
+    /// Image paths deleted (whiteouts in the new layer).
+    pub delete: Vec<String>,
+    pub config: Vec<ConfigEdit>,
+    /// Manifest family: Docker schema 2 (`true`) or OCI (`false`).
+    pub docker_format: Option<bool>,
+}
+
+impl Mutation {
+    /// Apply to `image`; a new layer is built in `scratch_dir`.
+    pub fn apply(&self, mut image: Image, scratch_dir: &Path) -> Result<Image> {
+        for r in &self.remove_layers {
+            image = match r {
+                LayerRemoval::Top => image.pop_layer()?,
+                LayerRemoval::At(i) => image.remove_layer(*i)?,
+            };
+        }
+        if !self.add.is_empty() || !self.delete.is_empty() {
+            let mut builder = LayerBuilder::new(LayerOptions::default());
+            let mut described = Vec::new();
+            for (host, dest) in &self.add {
+                builder.add_path(host, dest)?;
+                described.push(format!(
+                    "ADD {} {dest}",
+                    host.file_name()
+                        .map(|n| n.to_string_lossy().to_string())
+                        .unwrap_or_default()
+                ));
+            }
+            for path in &self.delete {
+                builder.delete(path)?;
+                described.push(format!("DELETE {path}"));
+            }
+            let layer = builder.build(scratch_dir)?;
+            image =
+                image.append_layer(layer, &format!("dockyard mutate: {}", described.join("; ")));
+        }
+        if !self.config.is_empty() {
+            image = image.with_config_edits(&self.config);
+        }
+        if let Some(docker) = self.docker_format {
+            image = image.with_manifest_family(docker)?;
+        }
+        Ok(image)
+    }
+}
