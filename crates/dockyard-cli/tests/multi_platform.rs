@@ -161,3 +161,158 @@ fn platforms_are_picked_and_whole_indexes_copied() {
         other.to_string()
     );
 }
+
+/// Run dockyard expecting failure; returns stderr.
+fn fails(fx: &Fx, args: &[&str]) -> String {
+    let out = Command::cargo_bin("dockyard")
+        .unwrap()
+        .env("DOCKYARD_CACHE", fx.tmp.path().join("cache"))
+        .env("DOCKER_CONFIG", fx.tmp.path().join("docker-config"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "dockyard {args:?} should fail with 1"
+    );
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
+
+fn write_fixture(dir: &std::path::Path, name: &str, m: dockyard_image::Manifest) {
+    dockyard_image::transport::layout::write_layout_dir(dir, &m, Some(name), &Silent).unwrap();
+}
+
+/// What a new user tried: whole indexes from layouts and archives, every
+/// platform kept or a clear error, artifacts listed and printed.
+#[test]
+fn indexes_and_artifacts_from_layouts_and_archives() {
+    use dockyard_testsupport::images::{test_artifact, three_platform_index};
+    let Some(registry) = RegistryGuard::start(Mode::Open) else {
+        return;
+    };
+    let fx = Fx {
+        tmp: tempfile::tempdir().unwrap(),
+    };
+    let layout = fx.tmp.path().join("layout");
+    let index = three_platform_index(11, true);
+    write_fixture(
+        &layout,
+        "v2",
+        dockyard_image::Manifest::Index(index.clone()),
+    );
+    let src = format!("oci:{}:v2", layout.display());
+    let other = other_platform().to_string();
+
+    // copy --all-platforms keeps every child and the index digest.
+    let out = fx.tmp.path().join("out");
+    let (stdout, _) = fx.run(&[
+        "copy",
+        "--all-platforms",
+        &src,
+        &format!("oci:{}:t", out.display()),
+    ]);
+    assert_eq!(stdout.trim(), index.digest().to_string());
+    let copied = format!("oci:{}:t", out.display());
+    let (raw, _) = fx.run(&["inspect", "--raw", &copied]);
+    assert_eq!(Digest::sha256_of(raw.as_bytes()), index.digest());
+    assert_eq!(fx.platform_of(&copied, Some(&other_platform())), other);
+
+    // inspect of an index names it and its platforms, then the pick.
+    let (text, _) = fx.run(&["inspect", &src]);
+    assert!(text.contains(&index.digest().to_string()), "{text}");
+    assert!(
+        text.contains(&other) && text.contains("unknown/unknown"),
+        "{text}"
+    );
+    // --raw with --platform prints the picked image's manifest.
+    let (raw, _) = fx.run(&["inspect", "--raw", "--platform", &other, &src]);
+    let picked = index.select(&other_platform()).unwrap();
+    assert_eq!(raw.as_bytes(), picked.manifest_raw());
+
+    // An oci-archive asked for a platform it lacks: exit 1, what it has.
+    let archive = fx.tmp.path().join("x.tar");
+    fx.run(&[
+        "copy",
+        "--all-platforms",
+        &src,
+        &format!("oci-archive:{}:v2", archive.display()),
+    ]);
+    let err = fails(
+        &fx,
+        &[
+            "inspect",
+            "--platform",
+            "linux/riscv64",
+            &format!("oci-archive:{}:v2", archive.display()),
+        ],
+    );
+    assert!(
+        err.contains("no image for platform linux/riscv64") && err.contains(&other),
+        "{err}"
+    );
+
+    // push of a layout holding an index pushes the index.
+    let remote = format!("{}/mp/pushed:v2", registry.host());
+    let (stdout, _) = fx.run(&["push", &src, &remote]);
+    assert_eq!(stdout.trim(), index.digest().to_string());
+    assert_eq!(
+        fx.platform_of(&format!("docker://{remote}"), Some(&other_platform())),
+        other
+    );
+
+    // A docker archive cannot hold an index: an error, no file.
+    let all_tar = fx.tmp.path().join("all.tar");
+    let err = fails(
+        &fx,
+        &[
+            "pull",
+            &remote,
+            "--all-platforms",
+            "-o",
+            &all_tar.to_string_lossy(),
+        ],
+    );
+    assert!(err.contains("cannot hold a multi-platform index"), "{err}");
+    assert!(!all_tar.exists());
+
+    // Entries without a platform field are placed by their configs.
+    let bare = fx.tmp.path().join("bare");
+    write_fixture(
+        &bare,
+        "tag",
+        dockyard_image::Manifest::Index(three_platform_index(12, false)),
+    );
+    let bare_src = format!("oci:{}:tag", bare.display());
+    assert_eq!(
+        fx.platform_of(&bare_src, Some(&Platform::host())),
+        Platform::host().to_string()
+    );
+    assert_eq!(fx.platform_of(&bare_src, Some(&other_platform())), other);
+
+    // An artifact: listed by inspect, printed by --raw, refused by export.
+    let art_dir = fx.tmp.path().join("artifacts");
+    let artifact = test_artifact(13, None);
+    write_fixture(
+        &art_dir,
+        "a-example",
+        dockyard_image::Manifest::Artifact(artifact.clone()),
+    );
+    let art = format!("oci:{}:a-example", art_dir.display());
+    let (raw, _) = fx.run(&["inspect", "--raw", &art]);
+    assert_eq!(raw.as_bytes(), artifact.raw());
+    let (text, _) = fx.run(&["inspect", &art]);
+    assert!(
+        text.contains("application/vnd.dockyard.test+json") && text.contains("Blobs (2)"),
+        "{text}"
+    );
+    let err = fails(
+        &fx,
+        &[
+            "export",
+            &art,
+            &fx.tmp.path().join("rootfs").to_string_lossy(),
+        ],
+    );
+    assert!(err.contains("not a runnable image"), "{err}");
+}

@@ -159,6 +159,35 @@ impl Index {
         Ok(Index { manifest, children })
     }
 
+    /// A new OCI index of `children`. An image's entry declares its
+    /// config's platform unless `declare_platforms` is false (entries
+    /// without a `platform` field exist in the wild and must still work).
+    pub fn build(children: Vec<Manifest>, declare_platforms: bool) -> Result<Index> {
+        let entries: Vec<Value> = children
+            .iter()
+            .map(|c| {
+                let mut d = c.descriptor().json;
+                if let (Manifest::Image(img), true) = (c, declare_platforms) {
+                    let p = img.platform();
+                    let mut pj = serde_json::json!({"architecture": p.architecture, "os": p.os});
+                    if let Some(v) = &p.variant {
+                        pj["variant"] = Value::String(v.clone());
+                    }
+                    d["platform"] = pj;
+                }
+                d
+            })
+            .collect();
+        let raw = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": media::OCI_INDEX,
+            "manifests": entries,
+        }))
+        .unwrap_or_else(|_| unreachable!("a Value always serialises"));
+        let manifest = IndexManifest::parse("new index", raw)?;
+        Index::new(manifest, children.into_iter().map(Some).collect())
+    }
+
     pub fn manifest(&self) -> &IndexManifest {
         &self.manifest
     }

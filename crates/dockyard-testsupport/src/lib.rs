@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod images;
 pub mod registry;
 
 /// True when `tool` is on PATH. When it is not: panic under CI, else print
