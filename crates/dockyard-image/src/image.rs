@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use crate::descriptor::Descriptor;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::layer::Layer;
+use crate::layer::{BlobSource, Layer};
 use crate::media;
 use crate::platform::Platform;
 
@@ -370,6 +370,29 @@ impl Image {
         let manifest_raw = serde_json::to_vec(&manifest)
             .unwrap_or_else(|_| unreachable!("a Value always serialises"));
         Image::from_parts(manifest_raw, config_raw, layers)
+    }
+
+    /// The same image (manifest and config byte for byte) with its layer
+    /// bytes found elsewhere: `source_of` gives a new source for a layer
+    /// or `None` to keep it.
+    pub fn with_layer_sources(
+        &self,
+        source_of: &mut dyn FnMut(&Layer) -> Result<Option<BlobSource>>,
+    ) -> Result<Image> {
+        let mut image = self.clone();
+        for layer in &mut image.layers {
+            if let Some(s) = source_of(layer)? {
+                if s.len() != layer.size() {
+                    return Err(Error::SizeMismatch {
+                        what: format!("layer {} ({})", layer.digest(), s.describe()),
+                        expected: layer.size(),
+                        actual: s.len(),
+                    });
+                }
+                *layer = layer.clone().with_source(s);
+            }
+        }
+        Ok(image)
     }
 
     /// The same config (byte for byte) over other blobs of the same layers

@@ -188,6 +188,17 @@ impl Index {
         Index::new(manifest, children.into_iter().map(Some).collect())
     }
 
+    /// The same index with each child replaced by `f(child)` (which must
+    /// keep its manifest bytes: the index names them by digest).
+    pub fn with_children(&self, f: &mut dyn FnMut(&Manifest) -> Result<Manifest>) -> Result<Index> {
+        let children = self
+            .children
+            .iter()
+            .map(|c| c.as_ref().map(&mut *f).transpose())
+            .collect::<Result<Vec<_>>>()?;
+        Index::new(self.manifest.clone(), children)
+    }
+
     pub fn manifest(&self) -> &IndexManifest {
         &self.manifest
     }

@@ -9,10 +9,28 @@ use crate::digest::{Digest, VerifyingReader};
 use crate::error::{Error, IoContext, Result};
 use crate::media::Compression;
 
+/// Blobs that live in a registry repository, read on demand. The registry
+/// client implements it; this crate only knows where the bytes are.
+pub trait RemoteBlobs: Send + Sync + std::fmt::Debug {
+    /// The registry as users name it (`ghcr.io`, `127.0.0.1:5000`).
+    fn registry(&self) -> &str;
+    fn repository(&self) -> &str;
+    /// Stream a blob (unverified: `Layer::open` and `Blob::open` verify).
+    fn open(&self, digest: &Digest, size: u64) -> io::Result<Box<dyn Read + Send>>;
+    /// For the registry client to find its own type again.
+    fn as_any(&self) -> &dyn std::any::Any;
+}
+
 /// Where a blob's bytes are: a whole file, a byte range of a file (a member of
-/// an uncompressed tar archive), or memory (small blobs only).
+/// an uncompressed tar archive), memory (small blobs only), or a registry
+/// (an image opened lazily: nothing is fetched until a writer needs it).
 #[derive(Clone, Debug)]
 pub enum BlobSource {
+    Remote {
+        remote: Arc<dyn RemoteBlobs>,
+        digest: Digest,
+        len: u64,
+    },
     File {
         path: Arc<PathBuf>,
         offset: u64,
@@ -73,7 +91,7 @@ impl BlobSource {
     }
     pub fn len(&self) -> u64 {
         match self {
-            BlobSource::File { len, .. } => *len,
+            BlobSource::File { len, .. } | BlobSource::Remote { len, .. } => *len,
             BlobSource::Bytes(b) => b.len() as u64,
         }
     }
@@ -90,12 +108,16 @@ impl BlobSource {
                 format!("{} at offset {offset}", path.display())
             }
             BlobSource::Bytes(_) => "memory".into(),
+            BlobSource::Remote { remote, digest, .. } => {
+                format!("{}/{}@{digest}", remote.registry(), remote.repository())
+            }
         }
     }
     pub fn path(&self) -> PathBuf {
         match self {
             BlobSource::File { path, .. } => path.to_path_buf(),
             BlobSource::Bytes(_) => PathBuf::from("<memory>"),
+            BlobSource::Remote { .. } => PathBuf::from(self.describe()),
         }
     }
     /// Open the raw bytes, unverified.
@@ -111,6 +133,14 @@ impl BlobSource {
                 Ok(Box::new(f.take(*len)))
             }
             BlobSource::Bytes(b) => Ok(Box::new(io::Cursor::new(SharedBytes(Arc::clone(b))))),
+            BlobSource::Remote {
+                remote,
+                digest,
+                len,
+            } => remote.open(digest, *len).map_err(|source| Error::Io {
+                path: self.path(),
+                source,
+            }),
         }
     }
     /// Read all bytes (for small blobs: manifests, configs).
@@ -190,6 +220,11 @@ impl Layer {
         a: Option<serde_json::Map<String, serde_json::Value>>,
     ) -> Layer {
         self.annotations = a;
+        self
+    }
+    /// The same layer with its bytes found elsewhere (the same digest).
+    pub fn with_source(mut self, source: BlobSource) -> Layer {
+        self.source = source;
         self
     }
     /// Same layer, other media type of the same compression (OCI ↔ Docker).

@@ -25,7 +25,7 @@ pub use digest::Digest;
 pub use error::{Error, Result};
 pub use image::Image;
 pub use index::{Index, IndexManifest};
-pub use layer::{BlobSource, Layer};
+pub use layer::{BlobSource, Layer, RemoteBlobs};
 pub use manifest::{Artifact, Manifest};
 pub use mutate::ConfigEdit;
 pub use platform::Platform;

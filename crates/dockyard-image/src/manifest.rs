@@ -302,6 +302,35 @@ impl Manifest {
         }
     }
 
+    /// The same tree (every manifest byte for byte) with blob bytes found
+    /// elsewhere: `source_of` gives a new source for a blob, or `None` to
+    /// keep it. Used to swap registry sources for store blobs once fetched.
+    pub fn with_blob_sources(
+        &self,
+        source_of: &mut dyn FnMut(&Descriptor, &BlobSource) -> Result<Option<BlobSource>>,
+    ) -> Result<Manifest> {
+        Ok(match self {
+            Manifest::Image(img) => Manifest::Image(img.with_layer_sources(&mut |l| {
+                let mut d = Descriptor::of_bytes(l.media_type(), &[]);
+                d.digest = l.digest().clone();
+                d.size = l.size();
+                source_of(&d, l.source())
+            })?),
+            Manifest::Artifact(a) => {
+                let mut a = a.clone();
+                for b in &mut a.blobs {
+                    if let Some(s) = source_of(&b.descriptor, &b.source)? {
+                        b.source = s;
+                    }
+                }
+                Manifest::Artifact(a)
+            }
+            Manifest::Index(ix) => {
+                Manifest::Index(ix.with_children(&mut |c| c.with_blob_sources(source_of))?)
+            }
+        })
+    }
+
     /// Every manifest of the tree, children before their index, each once:
     /// the order a registry needs them pushed in.
     pub fn manifests_bottom_up(&self) -> Vec<&Manifest> {

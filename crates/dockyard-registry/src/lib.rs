@@ -11,6 +11,7 @@
 pub mod auth;
 pub mod client;
 pub mod error;
+pub mod lazy;
 pub mod manifest;
 pub mod pull;
 pub mod push;

@@ -188,6 +188,29 @@ fn blob_body(
             });
             Ok(reqwest::Body::wrap_stream(s))
         }
+        BlobSource::Remote { digest, .. } => {
+            // Registry to registry: the bytes stream through, never to disk.
+            let Some(from) = crate::lazy::registry_blobs(source) else {
+                return Err(RegistryError::Config(format!(
+                    "blob {digest}: its source ({}) is not a registry this client can read",
+                    source.describe()
+                )));
+            };
+            let client = from.client.clone();
+            let repo = from.repo.clone();
+            let digest = digest.clone();
+            let s =
+                stream::once(async move { client.blob_stream(&repo, &digest, offset, len).await })
+                    .try_flatten()
+                    .map_err(|e| std::io::Error::other(e.to_string()))
+                    .inspect_ok(move |chunk| {
+                        counter.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                        if let Some((p, id)) = &progress {
+                            p.advance(id, chunk.len() as u64);
+                        }
+                    });
+            Ok(reqwest::Body::wrap_stream(s))
+        }
     }
 }
 
@@ -224,12 +247,20 @@ impl Registry {
             return Ok(BlobOutcome::Existing);
         }
         let what = format!("upload of blob {digest} to {repo}");
-        // Mount from a repository known to hold it.
-        let mut session: Option<Url> = None;
-        for from in known_sources(store, &self.name, digest, repo)
+        // Mount from the repository a lazily opened image came from, or
+        // from one known to hold the blob.
+        let mut candidates: Vec<String> = crate::lazy::registry_blobs(source)
+            .filter(|r| r.client.name() == self.name && r.repo != repo)
+            .map(|r| r.repo.clone())
             .into_iter()
-            .take(3)
-        {
+            .collect();
+        for known in known_sources(store, &self.name, digest, repo) {
+            if !candidates.contains(&known) {
+                candidates.push(known);
+            }
+        }
+        let mut session: Option<Url> = None;
+        for from in candidates.into_iter().take(3) {
             let mut url = self.url(&format!("v2/{repo}/blobs/uploads/"))?;
             url.query_pairs_mut()
                 .append_pair("mount", &digest.to_string())

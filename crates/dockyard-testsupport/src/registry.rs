@@ -840,6 +840,10 @@ pub struct Recorded {
     pub status: u16,
     /// True when this answer was a fault the proxy made.
     pub faulted: bool,
+    /// Bytes of the request body (an upload's size).
+    pub request_bytes: u64,
+    /// The response body's Content-Length (0 for HEAD or unknown).
+    pub response_bytes: u64,
 }
 
 impl Recorded {
@@ -848,6 +852,14 @@ impl Recorded {
     }
     pub fn is_blob_get(&self) -> bool {
         self.method == "GET" && self.path.contains("/blobs/sha256:")
+    }
+    /// A request carrying blob bytes (monolithic PUT or PATCH chunk).
+    pub fn is_upload(&self) -> bool {
+        (self.method == "PUT" || self.method == "PATCH") && self.path.contains("/blobs/uploads/")
+    }
+    /// A cross-repository mount request.
+    pub fn is_mount(&self) -> bool {
+        self.method == "POST" && self.path.contains("mount=")
     }
 }
 
@@ -958,6 +970,8 @@ fn proxy_one(conn: TcpStream, st: &ProxyState) -> io::Result<()> {
     let is_api = target.starts_with("/v2/") && target != "/v2/";
     let is_blob_get = method == "GET" && target.contains("/blobs/sha256:");
     let fault = st.fault.lock().expect("lock").clone();
+    let request_bytes = body.as_ref().map(|b| b.len() as u64).unwrap_or(0);
+    let response_len = std::cell::Cell::new(0u64);
     let record = |status: u16, faulted: bool| {
         st.requests.lock().expect("lock").push(Recorded {
             method: method.clone(),
@@ -965,6 +979,8 @@ fn proxy_one(conn: TcpStream, st: &ProxyState) -> io::Result<()> {
             headers: headers.clone(),
             status,
             faulted,
+            request_bytes,
+            response_bytes: response_len.get(),
         });
     };
 
@@ -1044,6 +1060,9 @@ fn proxy_one(conn: TcpStream, st: &ProxyState) -> io::Result<()> {
     let resp_headers = parse_headers(&resp_head[1..]);
     let content_length =
         header(&resp_headers, "content-length").and_then(|v| v.parse::<usize>().ok());
+    if method != "HEAD" {
+        response_len.set(content_length.unwrap_or(0) as u64);
+    }
     if paginate && status == 200 {
         record(status, false);
         return paginate_tags(&mut client, &mut up, &target, &resp_headers);

@@ -177,8 +177,8 @@ impl Dockyard {
         self.options.progress.as_ref()
     }
 
-    /// Run a registry future to completion on this facade's runtime.
-    pub fn block_on<F: std::future::Future>(&self, f: F) -> Result<F::Output> {
+    /// This facade's (multi-threaded) runtime, started on first use.
+    fn runtime(&self) -> Result<&tokio::runtime::Runtime> {
         if self.runtime.get().is_none() {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -187,9 +187,14 @@ impl Dockyard {
             let _ = self.runtime.set(rt);
         }
         match self.runtime.get() {
-            Some(rt) => Ok(rt.block_on(f)),
+            Some(rt) => Ok(rt),
             None => unreachable!("set above"),
         }
+    }
+
+    /// Run a registry future to completion on this facade's runtime.
+    pub fn block_on<F: std::future::Future>(&self, f: F) -> Result<F::Output> {
+        Ok(self.runtime()?.block_on(f))
     }
 
     /// A client for `registry` with this facade's settings.
@@ -207,12 +212,21 @@ impl Dockyard {
 
     /// Open what `source` names. With `all_platforms`, an index comes back
     /// whole; otherwise the image for the platform is picked from it. An
-    /// artifact comes back as it is.
+    /// artifact comes back as it is. A `docker://` source is opened
+    /// lazily: manifests and configs are fetched, layers only when written
+    /// (and then mounted or streamed when the destination is a registry).
     pub fn open(&self, source: &str, opts: &OpenOptions) -> Result<Manifest> {
         let loc = self.location(source)?;
         let whole = match &loc {
             Location::Registry(r) => {
-                return Ok(self.pull_reference(r, opts)?.manifest);
+                let client = self.registry(r.registry())?;
+                let handle = self.runtime()?.handle().clone();
+                self.block_on(client.open_lazy(
+                    r,
+                    opts.platform.as_ref(),
+                    opts.all_platforms,
+                    handle,
+                ))??
             }
             Location::Scratch => {
                 return Ok(Manifest::Image(Image::scratch(
@@ -289,6 +303,10 @@ impl Dockyard {
         match &loc {
             Location::Registry(r) => self.push(&manifest, r, opts),
             other => {
+                // Registry blobs come through the store (resumable, verified).
+                let store = self.store()?;
+                let _hold = store.writer_lock()?;
+                let manifest = self.fetch_remote_blobs(&manifest, &store)?;
                 let written = dockyard_image::transport::write(
                     &manifest,
                     other,
@@ -302,6 +320,25 @@ impl Dockyard {
                 })
             }
         }
+    }
+
+    /// The same tree with every lazily opened registry blob fetched into
+    /// the store and read from there. Hold the store's writer lock while
+    /// the result is in use.
+    fn fetch_remote_blobs(&self, manifest: &Manifest, store: &Store) -> Result<Manifest> {
+        let lazy = manifest
+            .all_blobs()
+            .iter()
+            .any(|b| dockyard_registry::lazy::registry_blobs(&b.source).is_some());
+        if !lazy {
+            return Ok(manifest.clone());
+        }
+        let (local, _) = self.block_on(dockyard_registry::lazy::fetch_into_store(
+            manifest,
+            store,
+            self.progress(),
+        ))??;
+        Ok(local)
     }
 
     fn push(&self, manifest: &Manifest, r: &Reference, opts: &WriteOptions) -> Result<Written> {
@@ -413,6 +450,11 @@ impl Dockyard {
         platform: Option<&Platform>,
     ) -> Result<(Image, usize)> {
         let image = self.open_image(src, platform)?;
+        let store = self.store()?;
+        let _hold = store.writer_lock()?;
+        let image = self
+            .fetch_remote_blobs(&Manifest::Image(image), &store)?
+            .into_image(src, None)?;
         let n = dockyard_run::export_rootfs(&image, dir, self.progress())?;
         Ok((image, n))
     }
