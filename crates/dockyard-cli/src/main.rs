@@ -97,7 +97,7 @@ enum Command {
         /// Pick this platform from a multi-platform index (os/arch[/variant]).
         #[arg(long)]
         platform: Option<String>,
-        /// With a docker:// source: copy every platform of an index.
+        /// Copy every platform of a multi-platform index (any source).
         #[arg(long)]
         all_platforms: bool,
         /// Compression for layers pushed to a registry: gzip (default) or zstd.
@@ -455,15 +455,19 @@ fn run(cli: Cli) -> CliResult {
             let mut out = std::io::stdout().lock();
             let printed = if raw {
                 // The index unless --platform picks one of its images.
-                let bytes = if platform.is_some() {
-                    &inspection.manifest_raw
-                } else {
-                    &inspection.top_raw
+                let bytes = match (&platform, &inspection.manifest_raw) {
+                    (Some(_), Some(picked)) => picked,
+                    _ => &inspection.top_raw,
                 };
                 out.write_all(bytes).and_then(|_| out.flush())
             } else if config {
                 match &inspection.config_raw {
                     Some(c) => out.write_all(c).and_then(|_| out.flush()),
+                    None if inspection.manifest_raw.is_none() => {
+                        return Err(usage(format!(
+                        "{src} is an index with no image for this host: pick one with --platform"
+                    )))
+                    }
                     None => {
                         return Err(usage(format!(
                             "{src} is an artifact: it has no image config (see inspect --raw)"
@@ -613,6 +617,10 @@ fn print_summary(out: &mut impl Write, s: &Value) -> std::io::Result<()> {
                 str_of(&m["digest"])
             )?;
         }
+    }
+    if let Some(note) = s.get("note") {
+        writeln!(out, "Note:      {}", str_of(note))?;
+        return Ok(());
     }
     writeln!(out, "Digest:    {}", str_of(&s["digest"]))?;
     writeln!(out, "MediaType: {}", str_of(&s["mediaType"]))?;

@@ -79,10 +79,30 @@ impl IndexManifest {
         want: &Platform,
         platform_of: &dyn Fn(&Descriptor) -> Option<Platform>,
     ) -> Result<&Descriptor> {
+        self.select_among(what, want, platform_of, &|_| true)
+    }
+
+    /// `select` among the entries `held` accepts (the others are listed
+    /// as not held).
+    pub fn select_among(
+        &self,
+        what: &str,
+        want: &Platform,
+        platform_of: &dyn Fn(&Descriptor) -> Option<Platform>,
+        held: &dyn Fn(&Descriptor) -> bool,
+    ) -> Result<&Descriptor> {
         let mut best: Option<(u32, &Descriptor)> = None;
         let mut unplaced = Vec::new();
         let mut available = Vec::new();
         for d in &self.manifests {
+            if !held(d) {
+                if let Some(p) = &d.platform {
+                    if !is_unknown_platform(p) {
+                        available.push(format!("{p} (listed, not held here)"));
+                    }
+                }
+                continue;
+            }
             let platform = d.platform.clone().or_else(|| platform_of(d));
             match platform {
                 Some(p) if is_unknown_platform(&p) => continue,
@@ -240,7 +260,10 @@ impl Index {
             }
         };
         let what = "image index";
-        let d = self.manifest.select(what, want, &platform_of)?;
+        let held = |d: &Descriptor| self.child(&d.digest).is_some();
+        let d = self
+            .manifest
+            .select_among(what, want, &platform_of, &held)?;
         match self.child(&d.digest) {
             Some(Manifest::Image(img)) => Ok(img),
             Some(Manifest::Index(ix)) => ix.select(want),

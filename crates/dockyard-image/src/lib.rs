@@ -3,6 +3,7 @@
 //! No network code lives here.
 
 pub mod atomic;
+pub mod blob_writer;
 pub mod compress;
 pub mod descriptor;
 pub mod digest;

@@ -111,12 +111,21 @@ impl Platform {
                 .parse()
                 .ok()
         };
+        // A plain amd64 image is the v1 baseline every amd64 CPU runs.
+        let amd64 = want.architecture == "amd64";
+        let level = |v: &Option<String>| {
+            if amd64 && v.is_none() {
+                Some(1)
+            } else {
+                number(v)
+            }
+        };
         match (
             want.architecture.as_str(),
-            number(&want.variant),
-            number(&have.variant),
+            level(&want.variant),
+            level(&have.variant),
         ) {
-            ("arm" | "arm64", Some(w), Some(h)) if h < w => Some(w - h),
+            ("arm" | "arm64" | "amd64", Some(w), Some(h)) if h < w => Some(w - h),
             _ => None,
         }
     }
@@ -202,6 +211,9 @@ mod tests {
             ("linux/amd64", "windows/amd64", false),
             ("linux/s390x", "linux/amd64", false),
             ("linux/arm64", "linux/arm/v7", false),
+            ("linux/amd64/v3", "linux/amd64", true),
+            ("linux/amd64/v3", "linux/amd64/v2", true),
+            ("linux/amd64", "linux/amd64/v3", false),
         ] {
             assert_eq!(p(want).matches(&p(have)), expected, "{want} wants {have}");
         }

@@ -6,14 +6,15 @@
 
 use std::collections::HashSet;
 use std::fs;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::atomic::{write_atomic, AtomicFile};
+use crate::atomic::write_atomic;
+use crate::blob_writer::BlobWriter;
 use crate::descriptor::Descriptor;
-use crate::digest::{unwrap_io, Digest, VerifyingReader};
+use crate::digest::{unwrap_io, Digest};
 use crate::error::{Error, IoContext, Result};
 use crate::image::{parse_json, Image};
 use crate::manifest::Manifest;
@@ -85,35 +86,59 @@ impl Store {
         self.blob_path(digest).is_file()
     }
 
+    /// A writer for blob `digest`: resumable (an interrupted earlier
+    /// write continues), locked against a second writer of the same blob
+    /// (`None`: another writer holds it now; wait and try again), verified
+    /// and renamed into place on `commit`.
+    pub fn try_blob_writer(
+        &self,
+        digest: &Digest,
+        size: Option<u64>,
+    ) -> Result<Option<BlobWriter>> {
+        BlobWriter::for_digest(&self.blob_dir(digest.algorithm()), digest, size)
+    }
+
+    /// A writer for a sha256 blob whose digest is known only once written
+    /// (compression output, a layer being built).
+    pub fn new_blob_writer(&self) -> Result<BlobWriter> {
+        BlobWriter::anonymous(&self.blob_dir(crate::digest::Algorithm::Sha256))
+    }
+
+    fn blob_dir(&self, algorithm: crate::digest::Algorithm) -> PathBuf {
+        self.root.join("blobs").join(algorithm.name())
+    }
+
     /// Stream `reader` into the store as `digest`. The blob becomes visible
-    /// only once it verified; a concurrent writer of the same blob is fine
-    /// (both renames put identical bytes in place).
+    /// only once it verified; a concurrent writer of the same blob waits
+    /// for the first and then finds it there.
     pub fn put_blob(
         &self,
         digest: &Digest,
         size: Option<u64>,
-        reader: impl Read,
+        mut reader: impl Read,
     ) -> Result<PathBuf> {
         let dest = self.blob_path(digest);
-        if let Some(parent) = dest.parent() {
-            fs::create_dir_all(parent).at(parent)?;
+        loop {
+            if dest.is_file()
+                && size
+                    .map(|s| fs::metadata(&dest).map(|m| m.len() == s).unwrap_or(false))
+                    .unwrap_or(true)
+            {
+                return Ok(dest);
+            }
+            let Some(mut w) = self.try_blob_writer(digest, size)? else {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                continue;
+            };
+            // A reader starts at byte 0: what an earlier writer left goes.
+            w.restart()?;
+            // A local reader is not resumed: on failure nothing is kept.
+            if let Err(e) = io::copy(&mut reader, &mut w) {
+                w.discard();
+                return Err(unwrap_io(e, &dest));
+            }
+            return w.commit().map(|(_, p)| p);
         }
-        if dest.is_file()
-            && size
-                .map(|s| fs::metadata(&dest).map(|m| m.len() == s).unwrap_or(false))
-                .unwrap_or(true)
-        {
-            return Ok(dest);
-        }
-        let mut f = AtomicFile::create(&dest)?;
-        let mut v = VerifyingReader::new(reader, digest.clone(), size, format!("blob {digest}"));
-        {
-            let mut w = io::BufWriter::with_capacity(1 << 20, f.file());
-            io::copy(&mut v, &mut w).map_err(|e| unwrap_io(e, &dest))?;
-            w.flush().at(&dest)?;
-        }
-        f.commit()?;
-        Ok(dest)
     }
 
     pub fn put_bytes(&self, bytes: &[u8]) -> Result<Digest> {
@@ -132,15 +157,58 @@ impl Store {
         self.put(&Manifest::Image(image.clone()), name, progress)
     }
 
-    /// Store an image, a whole index or an artifact, named `name`.
+    /// Store an image, a whole index or an artifact, named `name`. Every
+    /// blob goes through the store's blob writer (verified as written).
     pub fn put(
         &self,
         manifest: &Manifest,
         name: Option<&str>,
         progress: &dyn Progress,
     ) -> Result<()> {
+        manifest.check_complete(&self.location())?;
         let _hold = self.writer_lock()?;
-        layout::write_layout_dir(&self.root, manifest, name, progress)
+        for blob in manifest.all_blobs() {
+            let d = &blob.descriptor;
+            if self.has_blob(&d.digest) {
+                continue;
+            }
+            let id = d.digest.short();
+            progress.start(&id, d.size);
+            let reader = crate::progress::ProgressReader {
+                id: id.clone(),
+                inner: blob.source.open_raw()?,
+                progress,
+            };
+            self.put_blob(&d.digest, Some(d.size), reader)
+                .map_err(|e| match e {
+                    Error::DigestMismatch {
+                        expected, actual, ..
+                    } => Error::DigestMismatch {
+                        what: format!("blob {expected} ({})", blob.source.describe()),
+                        expected,
+                        actual,
+                    },
+                    other => other,
+                })?;
+            progress.finish(&id);
+        }
+        for m in manifest.manifests_bottom_up() {
+            self.put_bytes(m.raw())?;
+        }
+        match name {
+            Some(n) => self.name_descriptor(n, &manifest.descriptor()),
+            None => {
+                let desc = manifest.descriptor();
+                layout::update_index_json(&self.root, |list| {
+                    if !list
+                        .iter()
+                        .any(|m| m.digest == desc.digest && m.names().is_empty())
+                    {
+                        list.push(desc);
+                    }
+                })
+            }
+        }
     }
 
     fn lock(&self, exclusive: bool) -> Result<StoreLock> {
@@ -310,6 +378,20 @@ impl Store {
                         }
                     }
                 } else {
+                    fs::remove_file(rec.path()).at(rec.path())?;
+                }
+            }
+        }
+        // Every other table is keyed by the blob it says something about
+        // (e.g. which registries hold it): its records go with the blob.
+        for table in fs::read_dir(&tables).at(&tables)?.flatten() {
+            let name = table.file_name().to_string_lossy().to_string();
+            if name.starts_with(COMPRESSED_TABLE_PREFIX) || !table.path().is_dir() {
+                continue;
+            }
+            for rec in fs::read_dir(table.path()).at(table.path())?.flatten() {
+                let key = rec.file_name().to_string_lossy().to_string();
+                if !key.starts_with('.') && !keep.contains(&key) {
                     fs::remove_file(rec.path()).at(rec.path())?;
                 }
             }

@@ -5,7 +5,6 @@
 //! store first (resumable, verified) — nothing else touches the disk.
 
 use std::io::{self, Read};
-use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -20,7 +19,7 @@ use futures_util::{stream, StreamExt, TryStreamExt};
 use reqwest::header::{HeaderMap, HeaderValue, RANGE};
 use reqwest::Method;
 use serde_json::Value;
-use tokio::runtime::{Handle, RuntimeFlavor};
+use tokio::runtime::Handle;
 
 use crate::client::{Registry, Scope};
 use crate::error::{RegistryError, Result};
@@ -41,24 +40,39 @@ impl std::fmt::Debug for RegistryBlobs {
 }
 
 /// Reads chunks a fetching task sends; the channel is bounded, so memory
-/// stays flat however slow the reader.
+/// stays flat however slow the reader. The reader counts bytes: a stream
+/// that ends early is an error, never a short blob.
 struct ChannelReader {
-    rx: Receiver<io::Result<Bytes>>,
+    rx: tokio::sync::mpsc::Receiver<io::Result<Bytes>>,
     chunk: Bytes,
+    left: u64,
+    what: String,
 }
 
 impl Read for ChannelReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         while self.chunk.is_empty() {
-            match self.rx.recv() {
-                Ok(Ok(c)) => self.chunk = c,
-                Ok(Err(e)) => return Err(e),
-                Err(_) => return Ok(0),
+            // Called from plain threads (and spawn_blocking), never from
+            // async tasks: registry pushes stream without this reader.
+            match self.rx.blocking_recv() {
+                Some(Ok(c)) => self.chunk = c,
+                Some(Err(e)) => return Err(e),
+                None if self.left == 0 => return Ok(0),
+                None => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        format!(
+                            "{}: the transfer ended {} bytes early",
+                            self.what, self.left
+                        ),
+                    ))
+                }
             }
         }
         let n = buf.len().min(self.chunk.len());
         buf[..n].copy_from_slice(&self.chunk[..n]);
         self.chunk = self.chunk.slice(n..);
+        self.left = self.left.saturating_sub(n as u64);
         Ok(n)
     }
 }
@@ -71,30 +85,22 @@ impl RemoteBlobs for RegistryBlobs {
         &self.repo
     }
     fn open(&self, digest: &Digest, size: u64) -> io::Result<Box<dyn Read + Send>> {
-        if self.handle.runtime_flavor() != RuntimeFlavor::MultiThread {
-            return Err(io::Error::other(
-                "reading a registry blob needs a multi-threaded tokio runtime",
-            ));
-        }
-        let (tx, rx) = sync_channel::<io::Result<Bytes>>(8);
+        let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(8);
         let client = self.client.clone();
         let repo = self.repo.clone();
-        let digest = digest.clone();
+        let blob = digest.clone();
         self.handle.spawn(async move {
-            let body = client.blob_stream(&repo, &digest, 0, size).await;
-            let mut body = match body {
+            let mut body = match client.blob_stream(&repo, &blob, 0, size, size).await {
                 Ok(b) => b,
                 Err(e) => {
-                    let _ = tx.send(Err(io::Error::other(e.to_string())));
+                    let _ = tx.send(Err(io::Error::other(e.to_string()))).await;
                     return;
                 }
             };
             while let Some(chunk) = body.next().await {
                 let chunk = chunk.map_err(|e| io::Error::other(e.to_string()));
                 let failed = chunk.is_err();
-                // The reader is a plain thread: wait for it without
-                // stalling this runtime's other tasks.
-                if tokio::task::block_in_place(|| tx.send(chunk)).is_err() || failed {
+                if tx.send(chunk).await.is_err() || failed {
                     return;
                 }
             }
@@ -102,6 +108,8 @@ impl RemoteBlobs for RegistryBlobs {
         Ok(Box::new(ChannelReader {
             rx,
             chunk: Bytes::new(),
+            left: size,
+            what: format!("blob {digest} of {}/{}", self.client.name(), self.repo),
         }))
     }
     fn as_any(&self) -> &dyn std::any::Any {
@@ -120,19 +128,21 @@ pub fn registry_blobs(source: &BlobSource) -> Option<&RegistryBlobs> {
 type ByteStream = futures_util::stream::BoxStream<'static, Result<Bytes>>;
 
 impl Registry {
-    /// A stream of `len` bytes of a blob from `offset` (a Range request
-    /// unless it is the whole blob).
+    /// A stream of `len` bytes of a `total`-byte blob from `offset` (a
+    /// Range request unless it is the whole blob).
     pub async fn blob_stream(
         &self,
         repo: &str,
         digest: &Digest,
         offset: u64,
         len: u64,
+        total: u64,
     ) -> Result<ByteStream> {
+        let ranged = offset > 0 || len < total;
         let what = format!("blob {digest} of {repo}");
         let url = self.url(&format!("v2/{repo}/blobs/{digest}"))?;
         let mut headers = HeaderMap::new();
-        if offset > 0 {
+        if ranged {
             headers.insert(
                 RANGE,
                 HeaderValue::from_str(&format!("bytes={offset}-{}", offset + len - 1))
@@ -143,7 +153,7 @@ impl Registry {
             .send(Method::GET, url, &Scope::pull(repo), headers, None, &what)
             .await?;
         let resp = self.check(resp, &what).await?;
-        if offset > 0 && resp.status() != reqwest::StatusCode::PARTIAL_CONTENT {
+        if ranged && resp.status() != reqwest::StatusCode::PARTIAL_CONTENT {
             return Err(RegistryError::Http {
                 registry: self.name.clone(),
                 what,

@@ -187,8 +187,9 @@ impl Registry {
 pub struct RemoteImage {
     /// What the reference names (an index or a manifest), as served.
     pub top: FetchedManifest,
-    /// The manifest picked (for an index: the one for the platform).
-    pub manifest: FetchedManifest,
+    /// The manifest picked (for an index: the one for the platform; `None`
+    /// when no platform was asked and none is for this host).
+    pub manifest: Option<FetchedManifest>,
     /// The image config; `None` when the manifest is an artifact.
     pub config: Option<Vec<u8>>,
 }
@@ -257,8 +258,23 @@ impl Registry {
                 top.bytes.clone(),
             )?;
             let host = dockyard_image::Platform::host();
-            self.select_child(repo, &index, platform.unwrap_or(&host))
-                .await?
+            match self
+                .select_child(repo, &index, platform.unwrap_or(&host))
+                .await
+            {
+                Ok(m) => m,
+                // Nothing for this host: the index is still described.
+                Err(RegistryError::Image(dockyard_image::Error::PlatformNotFound { .. }))
+                    if platform.is_none() =>
+                {
+                    return Ok(RemoteImage {
+                        top,
+                        manifest: None,
+                        config: None,
+                    })
+                }
+                Err(e) => return Err(e),
+            }
         } else {
             top.clone()
         };
@@ -278,7 +294,7 @@ impl Registry {
         };
         Ok(RemoteImage {
             top,
-            manifest,
+            manifest: Some(manifest),
             config,
         })
     }

@@ -2,12 +2,10 @@
 //! layers in parallel, each verified before it becomes visible; partial
 //! blobs resume with a Range request.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
-use std::path::PathBuf;
+use std::fs;
+use std::io::Write;
 use std::time::Duration;
 
-use dockyard_image::digest::Hasher;
 use std::collections::HashMap;
 
 use dockyard_image::image::{config_diff_ids, ManifestInfo};
@@ -87,86 +85,38 @@ impl Registry {
         progress: &dyn Progress,
         allow_restart: bool,
     ) -> Result<u64> {
-        if store.has_blob(digest) {
-            return Ok(0);
-        }
-        let final_path = store.blob_path(digest);
-        let dir = final_path.parent().map(PathBuf::from).unwrap_or_default();
-        fs::create_dir_all(&dir).map_err(|e| io_err(&dir, e))?;
-        // The partial file is named for the blob so a later run resumes it;
-        // a lock keeps two pulls of the same blob from writing it at once.
-        let partial = dir.join(format!(".dockyard-tmp-partial-{}", digest.hex()));
-        let mut locked = loop {
-            let file = OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .read(true)
-                .write(true)
-                .open(&partial)
-                .map_err(|e| io_err(&partial, e))?;
-            loop {
-                use std::os::unix::io::AsRawFd;
-                // SAFETY: flock on a descriptor we own; released when it closes.
-                if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
-                    break;
-                }
-                let e = std::io::Error::last_os_error();
-                if e.kind() == std::io::ErrorKind::WouldBlock
-                    || e.kind() == std::io::ErrorKind::Interrupted
-                {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-                return Err(io_err(&partial, e));
+        // One writer per blob across processes: wait for another pull of
+        // the same blob, then find it stored.
+        let mut writer = loop {
+            if store.has_blob(digest) {
+                return Ok(0);
             }
-            // Another pull may have removed or replaced the partial file while
-            // we waited: only the file still at that path is ours to continue.
-            use std::os::unix::fs::MetadataExt;
-            let same = match (file.metadata(), fs::metadata(&partial)) {
-                (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
-                _ => false,
-            };
-            if same {
-                break file;
+            match store.try_blob_writer(digest, size)? {
+                Some(w) => break w,
+                None => tokio::time::sleep(Duration::from_millis(100)).await,
             }
         };
-        let file: &mut File = &mut locked;
         if store.has_blob(digest) {
-            let _ = fs::remove_file(&partial);
+            writer.discard();
             return Ok(0);
         }
-        // Hash what an earlier, interrupted run already wrote.
-        let mut hasher = Hasher::new(digest.algorithm());
-        let mut have = 0u64;
-        {
-            file.seek(SeekFrom::Start(0))
-                .map_err(|e| io_err(&partial, e))?;
-            let mut buf = vec![0u8; 1 << 16];
-            loop {
-                let n = file.read(&mut buf).map_err(|e| io_err(&partial, e))?;
-                if n == 0 {
-                    break;
-                }
-                hasher.update(&buf[..n]);
-                have += n as u64;
-            }
-        }
-        if size.map(|s| have > s).unwrap_or(false) {
-            file.set_len(0).map_err(|e| io_err(&partial, e))?;
-            hasher = Hasher::new(digest.algorithm());
-            have = 0;
-        }
-        let resumed_from = have;
+        let resumed_from = writer.resumed_from();
         let id = digest.short();
         progress.start(&id, size.unwrap_or(0));
-        progress.advance(&id, have);
+        progress.advance(&id, resumed_from);
         let what = format!("blob {digest} of {repo}");
         let url = self.url(&format!("v2/{repo}/blobs/{digest}"))?;
         let mut fetched = 0u64;
         let mut attempt = 0u32;
+        let write_err = |e: std::io::Error| {
+            RegistryError::Image(dockyard_image::Error::Io {
+                path: store.blob_path(digest),
+                source: e,
+            })
+        };
         loop {
-            let complete = size.map(|s| have == s).unwrap_or(false);
-            if complete {
+            let have = writer.written();
+            if size.map(|s| have == s).unwrap_or(false) {
                 break;
             }
             let mut headers = HeaderMap::new();
@@ -187,12 +137,8 @@ impl Registry {
                     &what,
                 )
                 .await?;
-            let status = resp.status();
-            if status == StatusCode::RANGE_NOT_SATISFIABLE && have > 0 {
-                // Start over without a range.
-                file.set_len(0).map_err(|e| io_err(&partial, e))?;
-                hasher = Hasher::new(digest.algorithm());
-                have = 0;
+            if resp.status() == StatusCode::RANGE_NOT_SATISFIABLE && have > 0 {
+                writer.restart()?;
                 continue;
             }
             let resp = self.check(resp, &what).await?;
@@ -205,33 +151,27 @@ impl Registry {
                     .and_then(|s| s.split('-').next())
                     .and_then(|s| s.parse::<u64>().ok());
                 if start != Some(have) {
-                    file.set_len(0).map_err(|e| io_err(&partial, e))?;
-                    hasher = Hasher::new(digest.algorithm());
-                    have = 0;
+                    writer.restart()?;
                     continue;
                 }
             } else if have > 0 {
                 // The registry ignored the range: the body is the whole blob.
-                file.set_len(0).map_err(|e| io_err(&partial, e))?;
-                hasher = Hasher::new(digest.algorithm());
-                progress.advance(&id, 0);
-                have = 0;
+                writer.restart()?;
             }
-            file.seek(SeekFrom::Start(have))
-                .map_err(|e| io_err(&partial, e))?;
             let mut body = resp.bytes_stream();
             let mut broke = None;
             while let Some(chunk) = body.next().await {
                 match chunk {
                     Ok(bytes) => {
-                        if size.map(|s| have + bytes.len() as u64 > s).unwrap_or(false) {
-                            broke = None;
-                            have += bytes.len() as u64;
+                        if size
+                            .map(|s| writer.written() + bytes.len() as u64 > s)
+                            .unwrap_or(false)
+                        {
+                            // More than the descriptor says: commit will refuse it.
+                            writer.write_all(&bytes).map_err(write_err)?;
                             break;
                         }
-                        file.write_all(&bytes).map_err(|e| io_err(&partial, e))?;
-                        hasher.update(&bytes);
-                        have += bytes.len() as u64;
+                        writer.write_all(&bytes).map_err(write_err)?;
                         fetched += bytes.len() as u64;
                         progress.advance(&id, bytes.len() as u64);
                     }
@@ -245,7 +185,7 @@ impl Registry {
                 None => break,
                 Some(reason) => {
                     attempt += 1;
-                    tracing::debug!(%digest, have, %reason, "blob transfer broke; resuming");
+                    tracing::debug!(%digest, have = writer.written(), %reason, "blob transfer broke; resuming");
                     if attempt >= self.opts.attempts {
                         return Err(RegistryError::RetriesExhausted {
                             registry: self.name.clone(),
@@ -258,36 +198,33 @@ impl Registry {
                 }
             }
         }
-        let actual = hasher.finish();
-        let size_ok = size.map(|s| s == have).unwrap_or(true);
-        if actual != *digest || !size_ok {
-            // Nothing of a bad blob is kept: the next try starts clean.
-            let _ = fs::remove_file(&partial);
-            drop(locked);
-            if resumed_from > 0 && allow_restart {
-                // The kept part was bad (e.g. lost in a crash): once more from byte 0.
+        match writer.commit() {
+            Ok(_) => {
+                progress.finish(&id);
+                Ok(fetched)
+            }
+            // The kept part was bad (e.g. lost in a crash): once more from byte 0.
+            Err(_) if resumed_from > 0 && allow_restart => {
                 tracing::debug!(%digest, resumed_from, "resumed blob failed verification; starting over");
-                return Box::pin(self.fetch_blob(repo, digest, size, store, progress, false)).await;
+                Box::pin(self.fetch_blob(repo, digest, size, store, progress, false)).await
             }
-            if !size_ok && actual == *digest {
-                return Err(RegistryError::Image(dockyard_image::Error::SizeMismatch {
-                    what: what.clone(),
-                    expected: size.unwrap_or(0),
-                    actual: have,
-                }));
-            }
-            return Err(RegistryError::DigestMismatch {
+            Err(dockyard_image::Error::DigestMismatch {
+                expected, actual, ..
+            }) => Err(RegistryError::DigestMismatch {
                 registry: self.name.clone(),
                 what,
-                expected: digest.clone(),
+                expected,
                 actual,
-            });
+            }),
+            Err(dockyard_image::Error::SizeMismatch {
+                expected, actual, ..
+            }) => Err(RegistryError::Image(dockyard_image::Error::SizeMismatch {
+                what,
+                expected,
+                actual,
+            })),
+            Err(e) => Err(e.into()),
         }
-        file.sync_all().map_err(|e| io_err(&partial, e))?;
-        fs::rename(&partial, &final_path).map_err(|e| io_err(&final_path, e))?;
-        drop(locked);
-        progress.finish(&id);
-        Ok(fetched)
     }
 
     /// Fetch a small blob (a config) into the store and return its bytes.
@@ -436,6 +373,11 @@ impl Registry {
         } else {
             top.clone()
         };
+        // A single image must be for the platform asked, before anything
+        // is downloaded or renamed (as `docker pull --platform` checks).
+        if let (false, Some(want)) = (top.is_index(), &opts.platform) {
+            self.check_platform(&repo, &named, want, reference).await?;
+        }
         self.fetch_tree(&repo, &named, store, progress, &counters)
             .await?;
         let name = reference.to_string();
@@ -468,6 +410,49 @@ impl Registry {
             blobs_fetched: counters.blobs.load(std::sync::atomic::Ordering::Relaxed),
             bytes_fetched: counters.bytes.load(std::sync::atomic::Ordering::Relaxed),
         })
+    }
+
+    /// Refuse an image whose config names another platform than `want`.
+    async fn check_platform(
+        &self,
+        repo: &str,
+        m: &FetchedManifest,
+        want: &Platform,
+        reference: &Reference,
+    ) -> Result<()> {
+        let what = format!("manifest {}", m.digest);
+        let value: Value =
+            serde_json::from_slice(&m.bytes).map_err(|e| dockyard_image::Error::Json {
+                what: what.clone(),
+                source: e,
+            })?;
+        if classify(&what, &value, &m.media_type)? != Kind::Image {
+            return Ok(());
+        }
+        let info = ManifestInfo::from_value(&what, &value)?;
+        let config = self.fetch_blob_bytes(repo, &info.config, 64 << 20).await?;
+        let config: Value =
+            serde_json::from_slice(&config).map_err(|e| dockyard_image::Error::Json {
+                what: format!("config {}", info.config.digest),
+                source: e,
+            })?;
+        let text = |k: &str| config.get(k).and_then(Value::as_str).map(str::to_string);
+        if let (Some(os), Some(architecture)) = (text("os"), text("architecture")) {
+            let have = Platform {
+                os,
+                architecture,
+                variant: text("variant"),
+            };
+            if !want.matches(&have) {
+                return Err(dockyard_image::Error::PlatformNotFound {
+                    what: format!("docker://{reference} (image {})", m.digest),
+                    wanted: want.to_string(),
+                    available: vec![have.to_string()],
+                }
+                .into());
+            }
+        }
+        Ok(())
     }
 
     /// Fetch the config and layers (or, for an artifact, every blob) of a

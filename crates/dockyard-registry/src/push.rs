@@ -2,12 +2,11 @@
 //! another repository of the same registry are mounted, the rest uploaded
 //! (monolithic when small, PATCH chunks when large), then the manifest.
 
-use std::io::{BufWriter, Write};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use dockyard_image::compress::compress_into;
-use dockyard_image::digest::{unwrap_io, HashingWriter};
+use dockyard_image::digest::unwrap_io;
 use dockyard_image::media::{self, Compression};
 use dockyard_image::progress::Progress;
 use dockyard_image::{BlobSource, Digest, Image, Layer, Manifest, Reference, Store};
@@ -102,35 +101,10 @@ pub fn compressed_layer(
             source,
         )?);
     }
-    let dir = store.root().join("blobs").join("sha256");
-    let temp = tempfile::Builder::new()
-        .prefix(".dockyard-tmp-")
-        .tempfile_in(&dir)
-        .map_err(|e| dockyard_image::Error::Io {
-            path: dir.clone(),
-            source: e,
-        })?;
     let mut reader = layer.open_uncompressed()?;
-    let writer = HashingWriter::new(BufWriter::with_capacity(1 << 20, temp.as_file()));
-    let writer = compress_into(&mut reader, writer, compression)
+    let writer = compress_into(&mut reader, store.new_blob_writer()?, compression)
         .map_err(|e| unwrap_io(e, &layer.source().path()))?;
-    let (mut buf, digest, _size) = writer.finish();
-    buf.flush().map_err(|e| dockyard_image::Error::Io {
-        path: dir.clone(),
-        source: e,
-    })?;
-    drop(buf);
-    temp.as_file()
-        .sync_all()
-        .map_err(|e| dockyard_image::Error::Io {
-            path: dir.clone(),
-            source: e,
-        })?;
-    let dest = store.blob_path(&digest);
-    temp.persist(&dest).map_err(|e| dockyard_image::Error::Io {
-        path: dest.clone(),
-        source: e.error,
-    })?;
+    let (digest, dest) = writer.commit()?;
     let size = std::fs::metadata(&dest).map(|m| m.len()).unwrap_or(0);
     store.record_compressed(
         layer.diff_id(),
@@ -188,7 +162,9 @@ fn blob_body(
             });
             Ok(reqwest::Body::wrap_stream(s))
         }
-        BlobSource::Remote { digest, .. } => {
+        BlobSource::Remote {
+            digest, len: total, ..
+        } => {
             // Registry to registry: the bytes stream through, never to disk.
             let Some(from) = crate::lazy::registry_blobs(source) else {
                 return Err(RegistryError::Config(format!(
@@ -199,16 +175,18 @@ fn blob_body(
             let client = from.client.clone();
             let repo = from.repo.clone();
             let digest = digest.clone();
-            let s =
-                stream::once(async move { client.blob_stream(&repo, &digest, offset, len).await })
-                    .try_flatten()
-                    .map_err(|e| std::io::Error::other(e.to_string()))
-                    .inspect_ok(move |chunk| {
-                        counter.fetch_add(chunk.len() as u64, Ordering::Relaxed);
-                        if let Some((p, id)) = &progress {
-                            p.advance(id, chunk.len() as u64);
-                        }
-                    });
+            let total = *total;
+            let s = stream::once(async move {
+                client.blob_stream(&repo, &digest, offset, len, total).await
+            })
+            .try_flatten()
+            .map_err(|e| std::io::Error::other(e.to_string()))
+            .inspect_ok(move |chunk| {
+                counter.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                if let Some((p, id)) = &progress {
+                    p.advance(id, chunk.len() as u64);
+                }
+            });
             Ok(reqwest::Body::wrap_stream(s))
         }
     }
@@ -429,16 +407,18 @@ impl Registry {
     ) -> Result<Pushed> {
         let repo = reference.repository().to_string();
         let docker = media::is_docker_manifest(image.manifest_media_type());
-        let needs_compression = image
-            .layers()
-            .iter()
-            .any(|l| l.compression() == Compression::None);
+        // Layers streamed from another registry go across as they are
+        // (recompressing them would change digests and break signatures).
+        let held_uncompressed = |l: &Layer| {
+            l.compression() == Compression::None && !matches!(l.source(), BlobSource::Remote { .. })
+        };
+        let needs_compression = image.layers().iter().any(held_uncompressed);
         let image = if needs_compression && opts.compression != Compression::None {
             let layers: Vec<Layer> = stream::iter(image.layers().iter().cloned().map(|l| {
                 let store_root = store.root().to_path_buf();
                 let compression = opts.compression;
                 async move {
-                    if l.compression() != Compression::None {
+                    if !held_uncompressed(&l) {
                         return Ok(l);
                     }
                     tokio::task::spawn_blocking(move || {

@@ -19,8 +19,9 @@ pub struct Inspection {
     pub top_media_type: String,
     /// For an index: its entries' platforms (as declared) and digests.
     pub platforms: Vec<(Option<Platform>, Digest)>,
-    /// The manifest picked (for an index: the one for the platform).
-    pub manifest_raw: Vec<u8>,
+    /// The manifest picked (for an index: the one for the platform; `None`
+    /// when no platform was asked and none is for this host).
+    pub manifest_raw: Option<Vec<u8>>,
     pub manifest_media_type: String,
     /// The image config; `None` for an artifact.
     pub config_raw: Option<Vec<u8>>,
@@ -30,40 +31,45 @@ impl Inspection {
     pub fn top_digest(&self) -> Digest {
         Digest::sha256_of(&self.top_raw)
     }
-    pub fn manifest_digest(&self) -> Digest {
-        Digest::sha256_of(&self.manifest_raw)
-    }
     pub fn is_index(&self) -> bool {
-        self.top_raw != self.manifest_raw
+        self.manifest_raw.as_deref() != Some(&self.top_raw[..])
     }
 
     /// A summary for people and scripts (`inspect --json`).
     pub fn summary(&self) -> Result<Value> {
         let what = format!("{} manifest", self.source);
-        let manifest: Value = serde_json::from_slice(&self.manifest_raw).map_err(|source| {
-            dockyard_image::Error::Json {
+        let index = json!({
+            "digest": self.top_digest().to_string(),
+            "mediaType": self.top_media_type,
+            "manifests": self.platforms.iter().map(|(p, d)| json!({
+                "platform": p.as_ref().map(Platform::to_string),
+                "digest": d.to_string(),
+            })).collect::<Vec<_>>(),
+        });
+        let Some(manifest_raw) = &self.manifest_raw else {
+            return Ok(json!({
+                "source": self.source,
+                "kind": "index",
+                "index": index,
+                "note": format!("no image for this host ({}); pick one with --platform", Platform::host()),
+            }));
+        };
+        let manifest: Value =
+            serde_json::from_slice(manifest_raw).map_err(|source| dockyard_image::Error::Json {
                 what: what.clone(),
                 source,
-            }
-        })?;
+            })?;
         let kind = classify(&what, &manifest, &self.manifest_media_type)?;
-        let blobs = referenced(&what, &self.manifest_raw)?;
+        let blobs = referenced(&what, manifest_raw)?;
         let mut out = json!({
             "source": self.source,
-            "digest": self.manifest_digest().to_string(),
+            "digest": Digest::sha256_of(manifest_raw).to_string(),
             "mediaType": self.manifest_media_type,
         });
         if self.is_index() {
-            out["index"] = json!({
-                "digest": self.top_digest().to_string(),
-                "mediaType": self.top_media_type,
-                "manifests": self.platforms.iter().map(|(p, d)| json!({
-                    "platform": p.as_ref().map(Platform::to_string),
-                    "digest": d.to_string(),
-                })).collect::<Vec<_>>(),
-            });
+            out["index"] = index;
         }
-        let size = self.manifest_raw.len() as u64 + blobs.iter().map(|b| b.size).sum::<u64>();
+        let size = manifest_raw.len() as u64 + blobs.iter().map(|b| b.size).sum::<u64>();
         out["size"] = json!(size);
         if kind != Kind::Image {
             out["kind"] = json!("artifact");
@@ -148,13 +154,17 @@ pub(crate) fn from_registry(source: &str, remote: RemoteImage) -> Result<Inspect
     } else {
         Vec::new()
     };
+    let (manifest_raw, manifest_media_type) = match remote.manifest {
+        Some(m) => (Some(m.bytes), m.media_type),
+        None => (None, String::new()),
+    };
     Ok(Inspection {
         source: source.to_string(),
         top_raw: remote.top.bytes,
         top_media_type: remote.top.media_type,
         platforms,
-        manifest_raw: remote.manifest.bytes,
-        manifest_media_type: remote.manifest.media_type,
+        manifest_raw,
+        manifest_media_type,
         config_raw: remote.config,
     })
 }
@@ -167,19 +177,24 @@ pub(crate) fn from_manifest(
     let (platforms, picked) = match whole {
         Manifest::Index(ix) => {
             let platforms = index_platforms(&format!("{source} index"), ix.raw())?;
-            let host = Platform::host();
-            let image = ix.select(platform.unwrap_or(&host))?;
-            (platforms, Manifest::Image(image.clone()))
+            match whole.clone().into_image(source, platform) {
+                Ok(image) => (platforms, Some(Manifest::Image(image))),
+                // Nothing for this host: the index is still described.
+                Err(dockyard_image::Error::PlatformNotFound { .. }) if platform.is_none() => {
+                    (platforms, None)
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
         // An artifact is described as it is.
-        Manifest::Artifact(_) => (Vec::new(), whole.clone()),
+        Manifest::Artifact(_) => (Vec::new(), Some(whole.clone())),
         Manifest::Image(_) => (
             Vec::new(),
-            Manifest::Image(whole.clone().into_image(source, platform)?),
+            Some(Manifest::Image(whole.clone().into_image(source, platform)?)),
         ),
     };
     let config_raw = match &picked {
-        Manifest::Image(img) => Some(img.config_raw().to_vec()),
+        Some(Manifest::Image(img)) => Some(img.config_raw().to_vec()),
         _ => None,
     };
     Ok(Inspection {
@@ -187,8 +202,11 @@ pub(crate) fn from_manifest(
         top_raw: whole.raw().to_vec(),
         top_media_type: whole.media_type().to_string(),
         platforms,
-        manifest_raw: picked.raw().to_vec(),
-        manifest_media_type: picked.media_type().to_string(),
+        manifest_raw: picked.as_ref().map(|m| m.raw().to_vec()),
+        manifest_media_type: picked
+            .as_ref()
+            .map(|m| m.media_type().to_string())
+            .unwrap_or_default(),
         config_raw,
     })
 }

@@ -260,7 +260,8 @@ impl Dockyard {
     fn narrow(&self, whole: Manifest, what: &str, opts: &OpenOptions) -> Result<Manifest> {
         match whole {
             Manifest::Artifact(_) => Ok(whole),
-            Manifest::Index(_) if opts.all_platforms => Ok(whole),
+            // Everything the source holds, as it is.
+            _ if opts.all_platforms => Ok(whole),
             m => Ok(Manifest::Image(m.into_image(what, opts.platform.as_ref())?)),
         }
     }
@@ -303,10 +304,18 @@ impl Dockyard {
         match &loc {
             Location::Registry(r) => self.push(&manifest, r, opts),
             other => {
-                // Registry blobs come through the store (resumable, verified).
-                let store = self.store()?;
-                let _hold = store.writer_lock()?;
-                let manifest = self.fetch_remote_blobs(&manifest, &store)?;
+                // Registry blobs come through the store (resumable, verified);
+                // purely local copies never touch it.
+                let store = if has_remote_blobs(&manifest) {
+                    Some(self.store()?)
+                } else {
+                    None
+                };
+                let _hold = store.as_ref().map(Store::writer_lock).transpose()?;
+                let manifest = match &store {
+                    Some(store) => self.fetch_remote_blobs(&manifest, store)?,
+                    None => manifest,
+                };
                 let written = dockyard_image::transport::write(
                     &manifest,
                     other,
@@ -326,11 +335,7 @@ impl Dockyard {
     /// the store and read from there. Hold the store's writer lock while
     /// the result is in use.
     fn fetch_remote_blobs(&self, manifest: &Manifest, store: &Store) -> Result<Manifest> {
-        let lazy = manifest
-            .all_blobs()
-            .iter()
-            .any(|b| dockyard_registry::lazy::registry_blobs(&b.source).is_some());
-        if !lazy {
+        if !has_remote_blobs(manifest) {
             return Ok(manifest.clone());
         }
         let (local, _) = self.block_on(dockyard_registry::lazy::fetch_into_store(
@@ -400,19 +405,19 @@ impl Dockyard {
     /// Edit an image from `src` (`scratch` for an empty one): remove
     /// layers, add one layer of host files and deletions, change the config.
     pub fn mutate(&self, src: &str, mutation: &Mutation) -> Result<Image> {
-        let image = self.open_image(src, mutation.platform.as_ref())?;
-        mutation.apply(image, &self.scratch_dir()?)
-    }
-
-    /// Where layers being built wait for their destination: inside the
-    /// store, never in the user's folders.
-    fn scratch_dir(&self) -> Result<PathBuf> {
-        let dir = self.store_root().join("tmp");
-        std::fs::create_dir_all(&dir).map_err(|source| dockyard_image::Error::Io {
-            path: dir.clone(),
-            source,
-        })?;
-        Ok(dir)
+        // `platform` picks from an index; a single image is set to it.
+        let whole = self.open(
+            src,
+            &OpenOptions {
+                platform: mutation.platform.clone(),
+                all_platforms: true,
+            },
+        )?;
+        let image = match (whole, &mutation.platform) {
+            (Manifest::Image(img), Some(p)) if !p.matches(&img.platform()) => img.with_platform(p),
+            (m, p) => m.into_image(src, p.as_ref())?,
+        };
+        mutation.apply(image, &self.store()?)
     }
 
     /// Describe what `src` names without reading layers (for `docker://`,
@@ -450,11 +455,18 @@ impl Dockyard {
         platform: Option<&Platform>,
     ) -> Result<(Image, usize)> {
         let image = self.open_image(src, platform)?;
-        let store = self.store()?;
-        let _hold = store.writer_lock()?;
-        let image = self
-            .fetch_remote_blobs(&Manifest::Image(image), &store)?
-            .into_image(src, None)?;
+        let store = if has_remote_blobs(&Manifest::Image(image.clone())) {
+            Some(self.store()?)
+        } else {
+            None
+        };
+        let _hold = store.as_ref().map(Store::writer_lock).transpose()?;
+        let image = match &store {
+            Some(store) => self
+                .fetch_remote_blobs(&Manifest::Image(image), store)?
+                .into_image(src, None)?,
+            None => image,
+        };
         let n = dockyard_run::export_rootfs(&image, dir, self.progress())?;
         Ok((image, n))
     }
@@ -469,11 +481,7 @@ impl Dockyard {
     /// Check credentials against a registry, then store them in the Docker
     /// config; returns the config file's path.
     pub fn login(&self, registry: &str, credentials: Credentials) -> Result<PathBuf> {
-        let host = registry
-            .trim_start_matches("https://")
-            .trim_start_matches("http://")
-            .trim_end_matches('/')
-            .to_string();
+        let host = registry_host(registry);
         let mut opts = self.options.registry.clone();
         opts.credentials = Some(credentials.clone());
         let client = self.block_on(Registry::connect(&host, opts))??;
@@ -486,8 +494,19 @@ impl Dockyard {
 
     /// Forget a registry's stored credentials; false when there were none.
     pub fn logout(&self, registry: &str) -> Result<bool> {
-        Ok(dockyard_registry::auth::remove_credentials(registry)?)
+        Ok(dockyard_registry::auth::remove_credentials(
+            &registry_host(registry),
+        )?)
     }
+}
+
+/// `https://HOST/` → `HOST`, as login and logout name registries.
+fn registry_host(registry: &str) -> String {
+    registry
+        .trim_start_matches("https://")
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string()
 }
 
 /// `docker://REF` or a bare reference.
@@ -495,6 +514,13 @@ pub fn parse_registry_reference(s: &str) -> Result<Reference> {
     Ok(s.strip_prefix("docker://")
         .unwrap_or(s)
         .parse::<Reference>()?)
+}
+
+fn has_remote_blobs(manifest: &Manifest) -> bool {
+    manifest
+        .all_blobs()
+        .iter()
+        .any(|b| dockyard_registry::lazy::registry_blobs(&b.source).is_some())
 }
 
 fn apply_format(manifest: &Manifest, format: Option<Format>, dest: &str) -> Result<Manifest> {

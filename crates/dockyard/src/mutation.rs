@@ -2,10 +2,10 @@
 //! remove layers, add one layer (host files and deletions), edit the
 //! config, set the manifest family.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use dockyard_image::tar::{LayerBuilder, LayerOptions};
-use dockyard_image::{ConfigEdit, Image, Platform};
+use dockyard_image::{ConfigEdit, Image, Platform, Store};
 
 use crate::error::Result;
 
@@ -34,8 +34,8 @@ pub struct Mutation {
 }
 
 impl Mutation {
-    /// Apply to `image`; a new layer is built in `scratch_dir`.
-    pub fn apply(&self, mut image: Image, scratch_dir: &Path) -> Result<Image> {
+    /// Apply to `image`; a new layer is built straight into `store`.
+    pub fn apply(&self, mut image: Image, store: &Store) -> Result<Image> {
         for r in &self.remove_layers {
             image = match r {
                 LayerRemoval::Top => image.pop_layer()?,
@@ -58,7 +58,7 @@ impl Mutation {
                 builder.delete(path)?;
                 described.push(format!("DELETE {path}"));
             }
-            let layer = builder.build(scratch_dir)?;
+            let layer = builder.build_in_store(store)?;
             image =
                 image.append_layer(layer, &format!("dockyard mutate: {}", described.join("; ")));
         }

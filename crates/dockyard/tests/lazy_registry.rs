@@ -123,6 +123,41 @@ fn mutate_on_one_registry_mounts_base_layers_and_uploads_only_the_new_one() {
 }
 
 #[test]
+fn pull_of_a_single_image_for_another_platform_downloads_nothing() {
+    let Some(registry) = RegistryGuard::start(Mode::Open) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let other = dockyard_testsupport::registry::other_platform();
+    let image = test_image_for(23, 2, 200_000, &other);
+    let src = format!("docker://{}/lazy/other:1", registry.host());
+    facade(&tmp.path().join("pusher"))
+        .write(&image.into(), &src, &WriteOptions::default())
+        .unwrap();
+    let store = tmp.path().join("store");
+    let dy = facade(&store);
+    let err = dy
+        .pull(
+            &src,
+            &OpenOptions {
+                platform: Some(Platform::host()),
+                all_platforms: false,
+            },
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains(&other.to_string()), "{err}");
+    let layers = std::fs::read_dir(store.join("blobs/sha256"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(layers, 0, "nothing was downloaded");
+    assert!(
+        dy.store().unwrap().list().unwrap().is_empty(),
+        "no name changed"
+    );
+}
+
+#[test]
 fn copy_between_registries_streams_each_layer_once_and_stores_nothing() {
     let (Some(one), Some(two)) = (
         RegistryGuard::start(Mode::Open),
@@ -216,6 +251,55 @@ fn copy_between_registries_streams_each_layer_once_and_stores_nothing() {
         .iter()
         .any(|r| r.is_blob_get() && layers.iter().any(|d| r.path.contains(&d.to_string()))));
     assert!(!to.requests().iter().any(|r| r.is_upload()));
+
+    // Layers larger than the upload chunk go across in ranged pieces.
+    let chunked = Dockyard::new(Options {
+        store_root: Some(tmp.path().join("chunked")),
+        registry: dockyard::ClientOptions {
+            chunk_size: 100_000,
+            ..test_options()
+        },
+        ..Options::default()
+    });
+    let dst2 = format!("docker://{}/dst/chunked:1", two.host());
+    from.clear_requests();
+    let written = chunked
+        .copy(
+            &src,
+            &dst2,
+            &OpenOptions::default(),
+            &WriteOptions::default(),
+        )
+        .unwrap();
+    assert_eq!(written.digest, pushed.digest);
+    assert!(
+        from.requests()
+            .iter()
+            .filter(|r| r.is_blob_get())
+            .any(|r| r.header("range").is_some()),
+        "chunks were fetched by range"
+    );
+    let fetched: u64 = from
+        .requests()
+        .iter()
+        .filter(|r| r.is_blob_get())
+        .map(|r| r.response_bytes)
+        .sum();
+    assert!(
+        fetched < layer_bytes + 10_000,
+        "no chunk fetched more than once: {fetched}"
+    );
+    let check = facade(&tmp.path().join("check-chunked"));
+    let image = check
+        .open_image(&dst2.replace(&to.host(), &two.host()), None)
+        .unwrap();
+    check
+        .write(
+            &image.into(),
+            &format!("oci:{}:x", tmp.path().join("layout-chunked").display()),
+            &WriteOptions::default(),
+        )
+        .unwrap();
 
     // And the copy is real: a fresh store pulls it whole and verified.
     let check = facade(&tmp.path().join("check"));

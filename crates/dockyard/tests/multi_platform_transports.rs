@@ -427,3 +427,92 @@ fn an_index_missing_children_is_named_not_half_copied() {
         .to_string();
     assert!(err.contains("not held"), "{err}");
 }
+
+#[test]
+fn an_index_without_this_hosts_platform_is_still_described() {
+    let Some(registry) = RegistryGuard::start(Mode::Open) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let dy = facade(tmp.path());
+    let foreign = dockyard::Index::build(
+        vec![
+            Manifest::Image(test_image_for(31, 1, 100, &other_platform())),
+            Manifest::Image(test_image_for(32, 1, 100, &third_platform())),
+        ],
+        true,
+    )
+    .unwrap();
+    for src in [
+        format!("oci:{}:f", tmp.path().join("a").display()),
+        format!("docker://{}/mp/foreign:1", registry.host()),
+    ] {
+        dy.write(
+            &Manifest::Index(foreign.clone()),
+            &src,
+            &WriteOptions::default(),
+        )
+        .unwrap();
+        let inspection = dy.inspect(&src, None).unwrap();
+        assert_eq!(inspection.top_raw, foreign.raw(), "{src}");
+        assert!(inspection.manifest_raw.is_none(), "{src}");
+        let summary = inspection.summary().unwrap();
+        assert_eq!(summary["kind"], "index", "{src}");
+        assert_eq!(summary["index"]["manifests"].as_array().unwrap().len(), 2);
+        assert!(summary["note"].as_str().unwrap().contains("--platform"));
+        // Asking for one of its platforms picks it.
+        let picked = dy.inspect(&src, Some(&other_platform())).unwrap();
+        assert!(picked.manifest_raw.is_some(), "{src}");
+        // Asking for one it lacks is an error naming what it has.
+        let err = dy
+            .inspect(&src, Some(&"linux/riscv64".parse().unwrap()))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(&third_platform().to_string()), "{src}: {err}");
+    }
+}
+
+#[test]
+fn mutate_platform_picks_from_an_index_and_sets_a_single_image() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dy = facade(tmp.path());
+    let index = three_platform_index(33, true);
+    let idx = format!("oci:{}:v2", tmp.path().join("a").display());
+    dy.write(
+        &Manifest::Index(index.clone()),
+        &idx,
+        &WriteOptions::default(),
+    )
+    .unwrap();
+    let picked = dy
+        .mutate(
+            &idx,
+            &dockyard::Mutation {
+                platform: Some(other_platform()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        picked.config_digest(),
+        index.select(&other_platform()).unwrap().config_digest(),
+        "picked, not edited"
+    );
+    let single = format!("oci:{}:one", tmp.path().join("b").display());
+    dy.write(
+        &test_image_for(34, 1, 100, &Platform::host()).into(),
+        &single,
+        &WriteOptions::default(),
+    )
+    .unwrap();
+    let relabelled = dy
+        .mutate(
+            &single,
+            &dockyard::Mutation {
+                platform: Some(other_platform()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(relabelled.platform(), other_platform());
+}

@@ -352,6 +352,15 @@ impl LayerBuilder {
         Ok(())
     }
 
+    /// Write the layer straight into the store (one pass, hashed as it is
+    /// written) and return it as an uncompressed OCI layer read from there.
+    pub fn build_in_store(&self, store: &crate::store::Store) -> Result<Layer> {
+        let (writer, _, _) = self.write_to(store.new_blob_writer()?)?;
+        let (digest, path) = writer.commit()?;
+        let source = BlobSource::store_blob(&path)?;
+        Layer::new(digest.clone(), media::OCI_LAYER.to_string(), digest, source)
+    }
+
     /// Write the layer to a temporary file in `temp_dir` and return it as an
     /// uncompressed OCI layer.
     pub fn build(&self, temp_dir: &Path) -> Result<Layer> {
