@@ -217,12 +217,6 @@ impl From<dockyard::Error> for Failure {
     }
 }
 
-impl From<dockyard_image::Error> for Failure {
-    fn from(e: dockyard_image::Error) -> Self {
-        dockyard::Error::from(e).into()
-    }
-}
-
 pub(crate) fn usage(message: impl Into<String>) -> Failure {
     Failure {
         code: 1,
@@ -262,7 +256,7 @@ fn parse_platform(p: &Option<String>) -> CliResult<Option<Platform>> {
     p.as_deref()
         .map(str::parse::<Platform>)
         .transpose()
-        .map_err(Failure::from)
+        .map_err(|e| Failure::from(dockyard::Error::Image(e)))
 }
 
 fn parse_format(format: &Option<String>) -> CliResult<Option<Format>> {
@@ -684,17 +678,16 @@ fn print_summary(out: &mut impl Write, s: &Value) -> std::io::Result<()> {
 }
 
 fn cache(dy: &Dockyard, command: CacheCommand) -> CliResult {
-    let store = dy.store()?;
     match command {
         CacheCommand::Ls { json } => {
-            let entries = store.list()?;
+            let entries = dy.cache_list()?;
             if json {
                 println!(
                     "{}",
                     serde_json::to_string_pretty(&entries).unwrap_or_default()
                 );
             } else if entries.is_empty() {
-                eprintln!("the cache at {} holds no images", store.root().display());
+                eprintln!("the cache at {} holds no images", dy.store_root().display());
             } else {
                 for e in entries {
                     println!("{}  {}", e.digest, e.name);
@@ -702,15 +695,15 @@ fn cache(dy: &Dockyard, command: CacheCommand) -> CliResult {
             }
         }
         CacheCommand::Prune => {
-            let (n, bytes) = store.prune()?;
+            let (n, bytes) = dy.cache_prune()?;
             println!("removed {n} unused blobs, {} freed", human_size(bytes));
         }
         CacheCommand::Rm { name } => {
-            if !store.remove_name(&name)? {
+            if !dy.cache_remove(&name)? {
                 return Err(usage(format!("{name}: no such image in the cache")));
             }
         }
-        CacheCommand::Dir => println!("{}", store.root().display()),
+        CacheCommand::Dir => println!("{}", dy.store_root().display()),
     }
     Ok(())
 }

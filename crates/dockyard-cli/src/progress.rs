@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::sync::Mutex;
 
-use dockyard_image::progress::{Progress, Silent};
+use dockyard::{Phase, Progress, Silent};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 struct Bars {
@@ -14,7 +14,7 @@ struct Bars {
 }
 
 impl Progress for Bars {
-    fn start(&self, id: &str, total: u64) {
+    fn start(&self, id: &str, phase: Phase, total: u64) {
         let bar = self.multi.add(ProgressBar::new(total));
         bar.set_style(
             ProgressStyle::with_template(
@@ -23,15 +23,15 @@ impl Progress for Bars {
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> "),
         );
-        bar.set_message(id.to_string());
+        bar.set_message(format!("{:<8} {id}", phase.name()));
         if let Ok(mut bars) = self.bars.lock() {
             bars.insert(id.to_string(), bar);
         }
     }
-    fn advance(&self, id: &str, n: u64) {
+    fn bytes(&self, id: &str, done: u64) {
         if let Ok(bars) = self.bars.lock() {
             if let Some(b) = bars.get(id) {
-                b.inc(n);
+                b.set_position(done);
             }
         }
     }

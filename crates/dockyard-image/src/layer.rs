@@ -246,7 +246,15 @@ impl Layer {
         if self.compression == Compression::None {
             return Ok(Box::new(self.open()?));
         }
-        let raw = self.source.open_raw()?;
+        self.open_uncompressed_from(self.source.open_raw()?)
+    }
+
+    /// The uncompressed tar of `raw` (this layer's stored bytes, e.g.
+    /// wrapped to count them), verified against the diff_id as it is read.
+    pub fn open_uncompressed_from<'a>(
+        &self,
+        raw: Box<dyn Read + Send + 'a>,
+    ) -> Result<Box<dyn Read + Send + 'a>> {
         let plain = decompress_send(raw, self.compression).at(self.source.path())?;
         Ok(Box::new(VerifyingReader::new(
             plain,
@@ -272,10 +280,10 @@ impl Layer {
     }
 }
 
-fn decompress_send(
-    raw: Box<dyn Read + Send>,
+fn decompress_send<'a>(
+    raw: Box<dyn Read + Send + 'a>,
     compression: Compression,
-) -> io::Result<Box<dyn Read + Send>> {
+) -> io::Result<Box<dyn Read + Send + 'a>> {
     Ok(match compression {
         Compression::None => raw,
         Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(

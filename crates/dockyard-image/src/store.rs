@@ -172,14 +172,14 @@ impl Store {
             if self.has_blob(&d.digest) {
                 continue;
             }
-            let id = d.digest.short();
-            progress.start(&id, d.size);
-            let reader = crate::progress::ProgressReader {
-                id: id.clone(),
-                inner: blob.source.open_raw()?,
+            let mut reader = crate::progress::ProgressReader::new(
+                blob.source.open_raw()?,
                 progress,
-            };
-            self.put_blob(&d.digest, Some(d.size), reader)
+                d.digest.short(),
+                crate::progress::Phase::Copy,
+                d.size,
+            );
+            self.put_blob(&d.digest, Some(d.size), &mut reader)
                 .map_err(|e| match e {
                     Error::DigestMismatch {
                         expected, actual, ..
@@ -190,7 +190,7 @@ impl Store {
                     },
                     other => other,
                 })?;
-            progress.finish(&id);
+            reader.finish();
         }
         for m in manifest.manifests_bottom_up() {
             self.put_bytes(m.raw())?;

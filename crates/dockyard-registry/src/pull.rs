@@ -10,7 +10,7 @@ use std::collections::HashMap;
 
 use dockyard_image::image::{config_diff_ids, ManifestInfo};
 use dockyard_image::manifest::{classify, referenced, Kind};
-use dockyard_image::progress::Progress;
+use dockyard_image::progress::{Meter, Phase, Progress};
 use dockyard_image::{
     Descriptor, Digest, Image, IndexManifest, Manifest, Platform, Reference, Store,
 };
@@ -101,9 +101,8 @@ impl Registry {
             return Ok(0);
         }
         let resumed_from = writer.resumed_from();
-        let id = digest.short();
-        progress.start(&id, size.unwrap_or(0));
-        progress.advance(&id, resumed_from);
+        let meter = Meter::start(progress, digest.short(), Phase::Fetch, size.unwrap_or(0));
+        meter.reset(progress, resumed_from);
         let what = format!("blob {digest} of {repo}");
         let url = self.url(&format!("v2/{repo}/blobs/{digest}"))?;
         let mut fetched = 0u64;
@@ -139,6 +138,7 @@ impl Registry {
                 .await?;
             if resp.status() == StatusCode::RANGE_NOT_SATISFIABLE && have > 0 {
                 writer.restart()?;
+                meter.reset(progress, 0);
                 continue;
             }
             let resp = self.check(resp, &what).await?;
@@ -152,11 +152,13 @@ impl Registry {
                     .and_then(|s| s.parse::<u64>().ok());
                 if start != Some(have) {
                     writer.restart()?;
+                    meter.reset(progress, 0);
                     continue;
                 }
             } else if have > 0 {
                 // The registry ignored the range: the body is the whole blob.
                 writer.restart()?;
+                meter.reset(progress, 0);
             }
             let mut body = resp.bytes_stream();
             let mut broke = None;
@@ -173,7 +175,7 @@ impl Registry {
                         }
                         writer.write_all(&bytes).map_err(write_err)?;
                         fetched += bytes.len() as u64;
-                        progress.advance(&id, bytes.len() as u64);
+                        meter.add(progress, bytes.len() as u64);
                     }
                     Err(e) => {
                         broke = Some(describe(&e));
@@ -200,7 +202,7 @@ impl Registry {
         }
         match writer.commit() {
             Ok(_) => {
-                progress.finish(&id);
+                meter.finish(progress);
                 Ok(fetched)
             }
             // The kept part was bad (e.g. lost in a crash): once more from byte 0.

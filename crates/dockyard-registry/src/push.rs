@@ -8,7 +8,7 @@ use std::sync::Arc;
 use dockyard_image::compress::compress_into;
 use dockyard_image::digest::unwrap_io;
 use dockyard_image::media::{self, Compression};
-use dockyard_image::progress::Progress;
+use dockyard_image::progress::{Meter, Phase, Progress};
 use dockyard_image::{BlobSource, Digest, Image, Layer, Manifest, Reference, Store};
 use futures_util::{stream, StreamExt, TryStreamExt};
 use reqwest::header::{
@@ -130,7 +130,7 @@ fn blob_body(
     offset: u64,
     len: u64,
     counter: Arc<AtomicU64>,
-    progress: Option<(Arc<dyn Progress>, String)>,
+    progress: Option<(Arc<dyn Progress>, Arc<Meter>)>,
 ) -> Result<reqwest::Body> {
     match source {
         BlobSource::Bytes(b) => {
@@ -138,6 +138,9 @@ fn blob_body(
             let end = (offset + len) as usize;
             let slice = b.get(start..end).unwrap_or_default().to_vec();
             counter.fetch_add(slice.len() as u64, Ordering::Relaxed);
+            if let Some((p, m)) = &progress {
+                m.add(p.as_ref(), slice.len() as u64);
+            }
             Ok(reqwest::Body::from(slice))
         }
         BlobSource::File {
@@ -156,8 +159,8 @@ fn blob_body(
             .try_flatten()
             .inspect_ok(move |chunk| {
                 counter.fetch_add(chunk.len() as u64, Ordering::Relaxed);
-                if let Some((p, id)) = &progress {
-                    p.advance(id, chunk.len() as u64);
+                if let Some((p, m)) = &progress {
+                    m.add(p.as_ref(), chunk.len() as u64);
                 }
             });
             Ok(reqwest::Body::wrap_stream(s))
@@ -183,8 +186,8 @@ fn blob_body(
             .map_err(|e| std::io::Error::other(e.to_string()))
             .inspect_ok(move |chunk| {
                 counter.fetch_add(chunk.len() as u64, Ordering::Relaxed);
-                if let Some((p, id)) = &progress {
-                    p.advance(id, chunk.len() as u64);
+                if let Some((p, m)) = &progress {
+                    m.add(p.as_ref(), chunk.len() as u64);
                 }
             });
             Ok(reqwest::Body::wrap_stream(s))
@@ -288,14 +291,27 @@ impl Registry {
                     self.location(&resp, &url, &what)?
                 }
             };
-            let id = digest.short();
-            progress.start(&id, size);
+            let blob_meter = Arc::new(Meter::start(
+                progress.as_ref(),
+                digest.short(),
+                Phase::Upload,
+                size,
+            ));
             match self
-                .upload(start, digest, size, source, &scope, &what, meter, &id)
+                .upload(
+                    start,
+                    digest,
+                    size,
+                    source,
+                    &scope,
+                    &what,
+                    meter,
+                    &blob_meter,
+                )
                 .await
             {
                 Ok(()) => {
-                    progress.finish(&id);
+                    blob_meter.finish(progress.as_ref());
                     return Ok(BlobOutcome::Uploaded);
                 }
                 Err(
@@ -305,7 +321,7 @@ impl Registry {
                 ) => return Err(e),
                 Err(e) => {
                     tracing::debug!(%digest, error = %e, "upload failed; starting a new upload session");
-                    progress.finish(&id);
+                    blob_meter.finish(progress.as_ref());
                     last_err = Some(e);
                 }
             }
@@ -323,7 +339,7 @@ impl Registry {
         scope: &Scope,
         what: &str,
         meter: &UploadMeter,
-        id: &str,
+        blob_meter: &Arc<Meter>,
     ) -> Result<()> {
         let (progress, counter) = (&meter.progress, &meter.bytes);
         let chunk = self.opts.chunk_size.max(1);
@@ -345,7 +361,7 @@ impl Registry {
                         offset,
                         len,
                         Arc::clone(counter),
-                        Some((Arc::clone(progress), id.to_string())),
+                        Some((Arc::clone(progress), Arc::clone(blob_meter))),
                     )
                 };
                 let resp = self
@@ -384,7 +400,7 @@ impl Registry {
                     0,
                     size,
                     Arc::clone(counter),
-                    Some((Arc::clone(progress), id.to_string())),
+                    Some((Arc::clone(progress), Arc::clone(blob_meter))),
                 )
             };
             let resp = self

@@ -330,9 +330,16 @@ pub fn export_rootfs(image: &Image, dest: &Path, progress: &dyn Progress) -> Res
     };
     for layer in image.layers() {
         let name = format!("layer {}", layer.digest());
+        // Counted in the layer's stored bytes, as its size is.
         let id = layer.digest().short();
-        progress.start(&id, layer.size());
-        let reader = layer.open_uncompressed()?;
+        let raw = dockyard_image::progress::ProgressReader::new(
+            layer.source().open_raw()?,
+            progress,
+            id.clone(),
+            dockyard_image::progress::Phase::Extract,
+            layer.size(),
+        );
+        let reader = layer.open_uncompressed_from(Box::new(raw))?;
         fs_state.apply_layer(reader, &name)?;
         progress.finish(&id);
     }

@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 pub use dockyard_image::media::Compression;
-pub use dockyard_image::progress::{Progress, Silent};
+pub use dockyard_image::progress::{Phase, Progress, Silent};
 pub use dockyard_image::{
     ConfigEdit, Descriptor, Digest, Image, Index, IndexManifest, Layer, Location, Manifest,
     Platform, Reference, Store,
@@ -490,6 +490,22 @@ impl Dockyard {
             &host,
             &credentials,
         )?)
+    }
+
+    /// The images the local store holds, by name.
+    pub fn cache_list(&self) -> Result<Vec<dockyard_image::store::StoreEntry>> {
+        Ok(self.store()?.list()?)
+    }
+
+    /// Remove store blobs no named image uses; returns (blobs, bytes).
+    pub fn cache_prune(&self) -> Result<(usize, u64)> {
+        Ok(self.store()?.prune()?)
+    }
+
+    /// Forget a name in the store (its blobs go at the next prune); false
+    /// when there was no such name.
+    pub fn cache_remove(&self, name: &str) -> Result<bool> {
+        Ok(self.store()?.remove_name(name)?)
     }
 
     /// Forget a registry's stored credentials; false when there were none.

@@ -18,7 +18,7 @@ use crate::image::{config_diff_ids, parse_json, Image};
 use crate::layer::{BlobSource, Layer};
 use crate::manifest::Manifest;
 use crate::media::{self, Compression};
-use crate::progress::{Progress, ProgressReader};
+use crate::progress::{Phase, Progress, ProgressReader};
 use crate::reference::Reference;
 use crate::tar::writer::file_header;
 
@@ -423,17 +423,19 @@ pub fn write_image_tar(
                 continue;
             }
             let id = layer.digest().short();
-            progress.start(&id, layer.size());
             let name = blob_name(name_digest);
             let stored = if docker_plain {
-                let mut reader = ProgressReader {
-                    id: id.clone(),
-                    inner: layer.open_uncompressed()?,
+                let mut reader = ProgressReader::new(
+                    layer.open_uncompressed()?,
                     progress,
-                };
+                    id,
+                    Phase::Copy,
+                    layer.size(),
+                );
                 let (offset, len) = tar
                     .member_streamed(&name, &mut reader)
                     .map_err(|e| unwrap_io(e, &layer.source().path()))?;
+                reader.finish();
                 let source = BlobSource::File {
                     path: std::sync::Arc::new(dest.to_path_buf()),
                     offset,
@@ -450,16 +452,13 @@ pub fn write_image_tar(
                     source,
                 )?
             } else {
-                let mut reader = ProgressReader {
-                    id: id.clone(),
-                    inner: layer.open()?,
-                    progress,
-                };
+                let mut reader =
+                    ProgressReader::new(layer.open()?, progress, id, Phase::Copy, layer.size());
                 tar.member(&name, layer.size(), &mut reader)
                     .map_err(|e| unwrap_io(e, &layer.source().path()))?;
+                reader.finish();
                 layer.clone()
             };
-            progress.finish(&id);
             written.insert(name_digest.clone(), stored.clone());
             layers.push(stored);
         }
@@ -572,20 +571,20 @@ pub fn write_oci_archive(
             out: BufWriter::with_capacity(1 << 20, out.file()),
         };
         for blob in manifest.all_blobs() {
-            let id = blob.descriptor.digest.short();
-            progress.start(&id, blob.descriptor.size);
-            let mut reader = ProgressReader {
-                id: id.clone(),
-                inner: blob.open()?,
+            let mut reader = ProgressReader::new(
+                blob.open()?,
                 progress,
-            };
+                blob.descriptor.digest.short(),
+                Phase::Copy,
+                blob.descriptor.size,
+            );
             tar.member(
                 &blob_name(&blob.descriptor.digest),
                 blob.descriptor.size,
                 &mut reader,
             )
             .map_err(|e| unwrap_io(e, &blob.source.path()))?;
-            progress.finish(&id);
+            reader.finish();
         }
         let mut names = HashSet::new();
         for m in manifest.manifests_bottom_up() {

@@ -17,7 +17,7 @@ use crate::index::{Index, IndexManifest};
 use crate::layer::{BlobSource, Layer};
 use crate::manifest::{classify, referenced, Artifact, Blob, Kind, Manifest};
 use crate::media;
-use crate::progress::{Progress, ProgressReader};
+use crate::progress::{Phase, Progress, ProgressReader};
 use crate::reference::Reference;
 
 pub use crate::descriptor::{CONTAINERD_NAME, REF_NAME};
@@ -300,18 +300,18 @@ fn read_image_manifest(
 /// Copy a blob into `dest` (atomically), verifying as it streams.
 pub fn copy_blob_to_file(blob: &Blob, dest: &Path, progress: &dyn Progress) -> Result<()> {
     let mut f = AtomicFile::create(dest)?;
-    let id = blob.descriptor.digest.short();
-    progress.start(&id, blob.descriptor.size);
-    let mut reader = ProgressReader {
-        id: id.clone(),
-        inner: blob.open()?,
+    let mut reader = ProgressReader::new(
+        blob.open()?,
         progress,
-    };
+        blob.descriptor.digest.short(),
+        Phase::Copy,
+        blob.descriptor.size,
+    );
     let mut w = io::BufWriter::with_capacity(1 << 20, f.file());
     io::copy(&mut reader, &mut w).map_err(|e| unwrap_io(e, &blob.source.path()))?;
     w.flush().at(dest)?;
     drop(w);
-    progress.finish(&id);
+    reader.finish();
     f.commit()
 }
 
