@@ -99,8 +99,14 @@ pub enum Error {
         media_type: String,
     },
 
-    #[error("{0}")]
-    Usage(String),
+    #[error("{path}: {reason}")]
+    InvalidImagePath { path: String, reason: String },
+
+    #[error("{path}: exists and is {reason}")]
+    OutputExists { path: PathBuf, reason: &'static str },
+
+    #[error("invalid side-table key {key:?}")]
+    InvalidKey { key: String },
 }
 
 fn format_present(present: &[String]) -> String {

@@ -504,7 +504,9 @@ impl SideTable {
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
             || key.starts_with('.')
         {
-            return Err(Error::Usage(format!("invalid side-table key {key:?}")));
+            return Err(Error::InvalidKey {
+                key: key.to_string(),
+            });
         }
         Ok(self.dir.join(key))
     }

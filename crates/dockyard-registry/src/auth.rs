@@ -187,10 +187,13 @@ fn config_keys(registry: &str) -> Vec<String> {
 
 fn read_config(path: &PathBuf) -> Result<Value> {
     match std::fs::read(path) {
-        Ok(b) => serde_json::from_slice(&b)
-            .map_err(|e| RegistryError::Config(format!("{}: malformed JSON: {e}", path.display()))),
+        Ok(b) => serde_json::from_slice(&b).map_err(|e| RegistryError::Credentials {
+            reason: format!("{}: malformed JSON: {e}", path.display()),
+        }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(json!({})),
-        Err(e) => Err(RegistryError::Config(format!("{}: {e}", path.display()))),
+        Err(e) => Err(RegistryError::Credentials {
+            reason: format!("{}: {e}", path.display()),
+        }),
     }
 }
 
@@ -217,24 +220,22 @@ pub fn credentials_from_docker_config(registry: &str) -> Result<Option<Credentia
                 {
                     let decoded = base64::engine::general_purpose::STANDARD
                         .decode(auth.trim())
-                        .map_err(|_| {
-                            RegistryError::Config(format!(
-                                "{}: auths.{k}.auth is not base64",
-                                path.display()
-                            ))
+                        .map_err(|_| RegistryError::Credentials {
+                            reason: format!("{}: auths.{k}.auth is not base64", path.display()),
                         })?;
-                    let decoded = String::from_utf8(decoded).map_err(|_| {
-                        RegistryError::Config(format!(
-                            "{}: auths.{k}.auth is not UTF-8",
-                            path.display()
-                        ))
-                    })?;
-                    let (u, p) = decoded.split_once(':').ok_or_else(|| {
-                        RegistryError::Config(format!(
-                            "{}: auths.{k}.auth is not user:password",
-                            path.display()
-                        ))
-                    })?;
+                    let decoded =
+                        String::from_utf8(decoded).map_err(|_| RegistryError::Credentials {
+                            reason: format!("{}: auths.{k}.auth is not UTF-8", path.display()),
+                        })?;
+                    let (u, p) =
+                        decoded
+                            .split_once(':')
+                            .ok_or_else(|| RegistryError::Credentials {
+                                reason: format!(
+                                    "{}: auths.{k}.auth is not user:password",
+                                    path.display()
+                                ),
+                            })?;
                     return Ok(Some(Credentials {
                         username: u.into(),
                         password: p.into(),
@@ -278,9 +279,9 @@ pub fn credential_helper_get(helper: &str, server: &str) -> Result<Option<Creden
     {
         Ok(c) => c,
         Err(e) => {
-            return Err(RegistryError::Config(format!(
-                "credential helper {program}: {e}"
-            )))
+            return Err(RegistryError::Credentials {
+                reason: format!("credential helper {program}: {e}"),
+            })
         }
     };
     if let Some(mut stdin) = child.stdin.take() {
@@ -288,15 +289,15 @@ pub fn credential_helper_get(helper: &str, server: &str) -> Result<Option<Creden
     }
     let out = child
         .wait_with_output()
-        .map_err(|e| RegistryError::Config(format!("credential helper {program}: {e}")))?;
+        .map_err(|e| RegistryError::Credentials {
+            reason: format!("credential helper {program}: {e}"),
+        })?;
     if !out.status.success() {
         // Helpers answer "credentials not found in native keychain" with a failure.
         return Ok(None);
     }
-    let v: Value = serde_json::from_slice(&out.stdout).map_err(|_| {
-        RegistryError::Config(format!(
-            "credential helper {program} printed something that is not JSON"
-        ))
+    let v: Value = serde_json::from_slice(&out.stdout).map_err(|_| RegistryError::Credentials {
+        reason: format!("credential helper {program} printed something that is not JSON"),
     })?;
     let user = v
         .get("Username")
@@ -353,8 +354,9 @@ fn write_config(path: &PathBuf, config: &Value) -> Result<()> {
         .parent()
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("."));
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| RegistryError::Config(format!("{}: {e}", dir.display())))?;
+    std::fs::create_dir_all(&dir).map_err(|e| RegistryError::Credentials {
+        reason: format!("{}: {e}", dir.display()),
+    })?;
     let bytes = serde_json::to_vec_pretty(config)
         .unwrap_or_else(|_| unreachable!("a Value always serialises"));
     let tmp = dir.join(format!(".config.json.dockyard-{}", std::process::id()));
@@ -371,7 +373,9 @@ fn write_config(path: &PathBuf, config: &Value) -> Result<()> {
     };
     write().map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
-        RegistryError::Config(format!("{}: {e}", path.display()))
+        RegistryError::Credentials {
+            reason: format!("{}: {e}", path.display()),
+        }
     })
 }
 

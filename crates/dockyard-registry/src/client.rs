@@ -177,14 +177,15 @@ impl Registry {
         if !opts.ca_certs.is_empty() && !opts.insecure_skip_tls_verify {
             let mut given = Vec::new();
             for ca in &opts.ca_certs {
-                let pem = std::fs::read(ca)
-                    .map_err(|e| RegistryError::Config(format!("{}: {e}", ca.display())))?;
+                let pem = std::fs::read(ca).map_err(|e| RegistryError::Tls {
+                    reason: format!("{}: {e}", ca.display()),
+                })?;
                 given.push((ca.clone(), pem));
             }
             builder = builder.use_preconfigured_tls(crate::tls::client_config(&given)?);
         }
-        let http = builder.build().map_err(|e| {
-            RegistryError::Config(format!("cannot set up HTTP client: {}", describe(&e)))
+        let http = builder.build().map_err(|e| RegistryError::Tls {
+            reason: format!("cannot set up the HTTP client: {}", describe(&e)),
         })?;
         let host = api_host(name);
         let scheme = if opts.plain_http {
@@ -194,8 +195,11 @@ impl Registry {
         } else {
             "https"
         };
-        let base = Url::parse(&format!("{scheme}://{host}/"))
-            .map_err(|e| RegistryError::Config(format!("invalid registry host {name:?}: {e}")))?;
+        let base =
+            Url::parse(&format!("{scheme}://{host}/")).map_err(|e| RegistryError::InvalidHost {
+                host: name.to_string(),
+                reason: e.to_string(),
+            })?;
         let credentials = opts.credentials.clone();
         Ok(Registry {
             http,
@@ -216,9 +220,9 @@ impl Registry {
     }
 
     pub fn url(&self, path: &str) -> Result<Url> {
-        self.base
-            .join(path)
-            .map_err(|e| RegistryError::Config(format!("bad URL path {path}: {e}")))
+        self.base.join(path).map_err(|e| RegistryError::Internal {
+            reason: format!("bad URL path {path}: {e}"),
+        })
     }
 
     async fn credentials(&self) -> Result<Option<Credentials>> {
@@ -229,7 +233,9 @@ impl Registry {
                 crate::auth::credentials_from_docker_config(&name)
             })
             .await
-            .map_err(|e| RegistryError::Config(e.to_string()))??;
+            .map_err(|e| RegistryError::Internal {
+                reason: e.to_string(),
+            })??;
             state.credentials_loaded = true;
         }
         Ok(state.credentials.clone())
@@ -474,7 +480,9 @@ impl Registry {
         if let Some(a) = accept {
             headers.insert(
                 ACCEPT,
-                HeaderValue::from_str(a).map_err(|e| RegistryError::Config(e.to_string()))?,
+                HeaderValue::from_str(a).map_err(|e| RegistryError::Internal {
+                    reason: e.to_string(),
+                })?,
             );
         }
         let resp = self
@@ -489,6 +497,9 @@ impl Registry {
         if status.is_success() {
             return Ok(resp);
         }
+        let mut url = resp.url().clone();
+        url.set_query(None);
+        let url = url.to_string();
         // Read at most a few KiB of an error body.
         let mut body_bytes = Vec::new();
         let mut stream = resp.bytes_stream();
@@ -502,11 +513,20 @@ impl Registry {
             .chars()
             .take(400)
             .collect();
+        // The distribution spec's `{"errors":[{"code": …}]}`.
+        let codes: Vec<String> = serde_json::from_slice::<serde_json::Value>(&body_bytes)
+            .ok()
+            .and_then(|v| v.get("errors").and_then(|e| e.as_array()).cloned())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|e| e.get("code").and_then(|c| c.as_str()).map(str::to_string))
+            .collect();
         if status == StatusCode::BAD_REQUEST && body.contains("DIGEST_INVALID") {
             return Err(RegistryError::Http {
-                registry: self.name.clone(),
                 what: what.into(),
                 status: status.as_u16(),
+                codes: codes.clone(),
+                url: url.clone(),
                 body: format!("the registry computed a different digest for the uploaded bytes: the local copy is corrupt ({})", body.trim()),
             });
         }
@@ -523,9 +543,10 @@ impl Registry {
             });
         }
         Err(RegistryError::Http {
-            registry: self.name.clone(),
             what: what.into(),
             status: status.as_u16(),
+            codes,
+            url,
             body: body.trim().to_string(),
         })
     }

@@ -14,11 +14,14 @@ pub enum RegistryError {
     #[error("{what}: not found on {registry}")]
     NotFound { registry: String, what: String },
 
-    #[error("{registry}: {what}: HTTP {status}: {body}")]
+    #[error("{what}: HTTP {status}{}: {body} ({url})", format_codes(.codes))]
     Http {
-        registry: String,
         what: String,
         status: u16,
+        /// The registry's error codes (`MANIFEST_UNKNOWN`, `DENIED`, …).
+        codes: Vec<String>,
+        /// The URL asked, without its query.
+        url: String,
         body: String,
     },
 
@@ -45,8 +48,35 @@ pub enum RegistryError {
         actual: Digest,
     },
 
-    #[error("{0}")]
-    Config(String),
+    #[error("credentials: {reason}")]
+    Credentials { reason: String },
+
+    #[error("TLS: {reason}")]
+    Tls { reason: String },
+
+    #[error("invalid registry host {host:?}: {reason}")]
+    InvalidHost { host: String, reason: String },
+
+    #[error("{registry}: {what}: {reason}")]
+    Protocol {
+        registry: String,
+        what: String,
+        reason: String,
+    },
+
+    #[error("cannot push to {reference}: the image's digest is {actual}")]
+    DigestReference { reference: String, actual: Digest },
+
+    #[error("internal error: {reason}")]
+    Internal { reason: String },
+}
+
+fn format_codes(codes: &[String]) -> String {
+    if codes.is_empty() {
+        String::new()
+    } else {
+        format!(" {}", codes.join(", "))
+    }
 }
 
 impl RegistryError {
@@ -57,8 +87,13 @@ impl RegistryError {
             RegistryError::Image(e) => e.is_user_error(),
             RegistryError::Unauthorized { .. }
             | RegistryError::NotFound { .. }
-            | RegistryError::Config(_)
+            | RegistryError::Credentials { .. }
+            | RegistryError::Tls { .. }
+            | RegistryError::InvalidHost { .. }
+            | RegistryError::Protocol { .. }
+            | RegistryError::DigestReference { .. }
             | RegistryError::DigestMismatch { .. } => true,
+            RegistryError::Internal { .. } => false,
             RegistryError::Http { status, .. } => (400..500).contains(status),
             RegistryError::Network { .. } | RegistryError::RetriesExhausted { .. } => true,
         }

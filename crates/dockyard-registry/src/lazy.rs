@@ -145,8 +145,11 @@ impl Registry {
         if ranged {
             headers.insert(
                 RANGE,
-                HeaderValue::from_str(&format!("bytes={offset}-{}", offset + len - 1))
-                    .map_err(|e| RegistryError::Config(e.to_string()))?,
+                HeaderValue::from_str(&format!("bytes={offset}-{}", offset + len - 1)).map_err(
+                    |e| RegistryError::Internal {
+                        reason: e.to_string(),
+                    },
+                )?,
             );
         }
         let resp = self
@@ -154,11 +157,10 @@ impl Registry {
             .await?;
         let resp = self.check(resp, &what).await?;
         if ranged && resp.status() != reqwest::StatusCode::PARTIAL_CONTENT {
-            return Err(RegistryError::Http {
+            return Err(RegistryError::Protocol {
                 registry: self.name.clone(),
                 what,
-                status: resp.status().as_u16(),
-                body: "the registry ignored a Range request".into(),
+                reason: "the registry ignored a Range request".into(),
             });
         }
         let name = self.name.clone();

@@ -56,11 +56,10 @@ impl Registry {
             })?;
             bytes.extend_from_slice(&chunk);
             if bytes.len() > MANIFEST_LIMIT {
-                return Err(RegistryError::Http {
+                return Err(RegistryError::Protocol {
                     registry: self.name.clone(),
                     what,
-                    status: 200,
-                    body: format!("manifest larger than {MANIFEST_LIMIT} bytes"),
+                    reason: format!("manifest larger than {MANIFEST_LIMIT} bytes"),
                 });
             }
         }
@@ -133,7 +132,9 @@ impl Registry {
         let mut headers = HeaderMap::new();
         headers.insert(
             CONTENT_TYPE,
-            HeaderValue::from_str(media_type).map_err(|e| RegistryError::Config(e.to_string()))?,
+            HeaderValue::from_str(media_type).map_err(|e| RegistryError::Internal {
+                reason: format!("media type {media_type:?}: {e}"),
+            })?,
         );
         let body = bytes.to_vec();
         let make = move || Ok(reqwest::Body::from(body.clone()));
@@ -204,11 +205,10 @@ impl Registry {
     ) -> Result<Vec<u8>> {
         let what = format!("blob {} of {repo}", d.digest);
         if d.size > limit {
-            return Err(RegistryError::Http {
+            return Err(RegistryError::Protocol {
                 registry: self.name.clone(),
                 what,
-                status: 200,
-                body: format!("{} bytes is more than the {limit} allowed here", d.size),
+                reason: format!("{} bytes is more than the {limit} allowed here", d.size),
             });
         }
         let url = self.url(&format!("v2/{repo}/blobs/{}", d.digest))?;

@@ -122,8 +122,11 @@ impl Registry {
             if have > 0 {
                 headers.insert(
                     RANGE,
-                    HeaderValue::from_str(&format!("bytes={have}-"))
-                        .map_err(|e| RegistryError::Config(e.to_string()))?,
+                    HeaderValue::from_str(&format!("bytes={have}-")).map_err(|e| {
+                        RegistryError::Internal {
+                            reason: e.to_string(),
+                        }
+                    })?,
                 );
             }
             let resp = self

@@ -121,7 +121,9 @@ pub fn compressed_layer(
 }
 
 fn header(v: &str) -> Result<HeaderValue> {
-    HeaderValue::from_str(v).map_err(|e| RegistryError::Config(e.to_string()))
+    HeaderValue::from_str(v).map_err(|e| RegistryError::Internal {
+        reason: e.to_string(),
+    })
 }
 
 /// A request body streaming `len` bytes of a blob from `offset`.
@@ -170,10 +172,12 @@ fn blob_body(
         } => {
             // Registry to registry: the bytes stream through, never to disk.
             let Some(from) = crate::lazy::registry_blobs(source) else {
-                return Err(RegistryError::Config(format!(
-                    "blob {digest}: its source ({}) is not a registry this client can read",
-                    source.describe()
-                )));
+                return Err(RegistryError::Internal {
+                    reason: format!(
+                        "blob {digest}: its source ({}) is not a registry this client can read",
+                        source.describe()
+                    ),
+                });
             };
             let client = from.client.clone();
             let repo = from.repo.clone();
@@ -201,15 +205,20 @@ impl Registry {
             .headers()
             .get(LOCATION)
             .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| RegistryError::Http {
+            .ok_or_else(|| RegistryError::Protocol {
                 registry: self.name.clone(),
                 what: what.into(),
-                status: resp.status().as_u16(),
-                body: "upload response without a Location header".into(),
+                reason: format!(
+                    "HTTP {} upload response without a Location header",
+                    resp.status().as_u16()
+                ),
             })?;
         // Absolute or relative; host and port kept exactly as given.
-        base.join(loc)
-            .map_err(|e| RegistryError::Config(format!("bad upload Location {loc:?}: {e}")))
+        base.join(loc).map_err(|e| RegistryError::Protocol {
+            registry: self.name.clone(),
+            what: what.into(),
+            reason: format!("bad upload Location {loc:?}: {e}"),
+        })
     }
 
     /// Push one blob unless the registry has it; returns what happened.
@@ -317,7 +326,9 @@ impl Registry {
                 Err(
                     e @ (RegistryError::Unauthorized { .. }
                     | RegistryError::Image(_)
-                    | RegistryError::Config(_)),
+                    | RegistryError::Credentials { .. }
+                    | RegistryError::Tls { .. }
+                    | RegistryError::Internal { .. }),
                 ) => return Err(e),
                 Err(e) => {
                     tracing::debug!(%digest, error = %e, "upload failed; starting a new upload session");
@@ -326,7 +337,9 @@ impl Registry {
                 }
             }
         }
-        Err(last_err.unwrap_or_else(|| RegistryError::Config("upload failed".into())))
+        Err(last_err.unwrap_or_else(|| RegistryError::Internal {
+            reason: "upload failed".into(),
+        }))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -442,7 +455,9 @@ impl Registry {
                         compressed_layer(&store, &l, compression, docker)
                     })
                     .await
-                    .map_err(|e| RegistryError::Config(format!("compression task failed: {e}")))?
+                    .map_err(|e| RegistryError::Internal {
+                        reason: format!("compression task failed: {e}"),
+                    })?
                 }
             }))
             .buffered(2)
@@ -454,10 +469,10 @@ impl Registry {
         };
         if let Some(d) = reference.digest() {
             if *d != image.digest() {
-                return Err(RegistryError::Config(format!(
-                    "cannot push to {reference}: the image's digest is {}",
-                    image.digest()
-                )));
+                return Err(RegistryError::DigestReference {
+                    reference: reference.to_string(),
+                    actual: image.digest(),
+                });
             }
         }
         let counters = Arc::new(PushCounters::default());

@@ -66,9 +66,11 @@ impl Registry {
             }
             match next {
                 Some(n) => {
-                    url = url
-                        .join(&n)
-                        .map_err(|e| RegistryError::Config(format!("bad Link header {n:?}: {e}")))?
+                    url = url.join(&n).map_err(|e| RegistryError::Protocol {
+                        registry: self.name.clone(),
+                        what: "tag list".into(),
+                        reason: format!("bad Link header {n:?}: {e}"),
+                    })?
                 }
                 None => return Ok(tags),
             }

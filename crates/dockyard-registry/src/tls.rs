@@ -85,26 +85,30 @@ pub fn client_config(given_pem: &[(std::path::PathBuf, Vec<u8>)]) -> Result<rust
         let mut reader = std::io::BufReader::new(&pem[..]);
         let mut found = 0;
         for cert in rustls_pemfile_certs(&mut reader) {
-            let cert =
-                cert.map_err(|e| RegistryError::Config(format!("{}: {e}", path.display())))?;
+            let cert = cert.map_err(|e| RegistryError::Tls {
+                reason: format!("{}: {e}", path.display()),
+            })?;
             let _ = roots.add(cert.clone());
             given.push(cert);
             found += 1;
         }
         if found == 0 {
-            return Err(RegistryError::Config(format!(
-                "{}: no PEM certificate in it",
-                path.display()
-            )));
+            return Err(RegistryError::Tls {
+                reason: format!("{}: no PEM certificate in it", path.display()),
+            });
         }
     }
     let webpki =
         WebPkiServerVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))
             .build()
-            .map_err(|e| RegistryError::Config(format!("TLS setup: {e}")))?;
+            .map_err(|e| RegistryError::Tls {
+                reason: format!("TLS setup: {e}"),
+            })?;
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| RegistryError::Config(format!("TLS setup: {e}")))?
+        .map_err(|e| RegistryError::Tls {
+            reason: format!("TLS setup: {e}"),
+        })?
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(TrustedOrWebPki { webpki, given }))
         .with_no_client_auth();

@@ -573,3 +573,38 @@ fn relative_upload_locations_are_followed() {
     let pulled = pull(&rt, &client, &r, &fresh, &PullOptions::default()).expect("pull");
     assert_eq!(pulled.digest, pushed.digest);
 }
+
+/// A registry's refusal keeps its error codes and the URL asked, so a
+/// caller can tell MANIFEST_BLOB_UNKNOWN from DENIED without parsing text.
+#[test]
+fn registry_errors_keep_their_codes_and_url() {
+    let Some(registry) = RegistryGuard::start(Mode::Open) else {
+        return;
+    };
+    let rt = runtime();
+    let client = connect(&rt, &registry.host(), test_options());
+    let image = test_image(51, 1, 1000);
+    // The manifest names blobs the registry was never given.
+    let err = rt
+        .block_on(client.put_manifest(
+            "codes/app",
+            "1",
+            image.manifest_raw(),
+            image.manifest_media_type(),
+        ))
+        .unwrap_err();
+    match &err {
+        RegistryError::Http {
+            status, codes, url, ..
+        } => {
+            assert_eq!(*status, 400);
+            assert!(
+                codes.iter().any(|c| c == "MANIFEST_BLOB_UNKNOWN"),
+                "{codes:?}"
+            );
+            assert!(url.ends_with("/v2/codes/app/manifests/1"), "{url}");
+        }
+        other => panic!("expected an HTTP error with codes, got {other:?}"),
+    }
+    assert!(err.to_string().contains("MANIFEST_BLOB_UNKNOWN"), "{err}");
+}

@@ -307,16 +307,16 @@ pub fn export_rootfs(image: &Image, dest: &Path, progress: &dyn Progress) -> Res
     let parent = dockyard_image::atomic::output_parent(dest)?;
     if let Ok(mut list) = fs::read_dir(dest) {
         if list.next().is_some() {
-            return Err(Error::Usage(format!(
-                "{}: exists and is not empty",
-                dest.display()
-            )));
+            return Err(Error::OutputExists {
+                path: dest.to_path_buf(),
+                reason: "not empty",
+            });
         }
     } else if dest.exists() {
-        return Err(Error::Usage(format!(
-            "{}: exists and is not a directory",
-            dest.display()
-        )));
+        return Err(Error::OutputExists {
+            path: dest.to_path_buf(),
+            reason: "not a directory",
+        });
     }
     let temp = tempfile::Builder::new()
         .prefix(".dockyard-export-")

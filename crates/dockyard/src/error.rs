@@ -9,14 +9,25 @@ pub enum Error {
     #[error(transparent)]
     Image(#[from] dockyard_image::Error),
 
+    /// A registry's answer (image-model errors the client met come out
+    /// as `Image`, so both transports fail the same way).
     #[error(transparent)]
-    Registry(#[from] RegistryError),
+    Registry(Box<RegistryError>),
 
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
 
     #[error("{what}: --format converts one image; an index is copied as it is (its digest names its children) — pick one platform with --platform to convert it")]
     FormatOfIndex { what: String, index: Digest },
+}
+
+impl From<RegistryError> for Error {
+    fn from(e: RegistryError) -> Error {
+        match e {
+            RegistryError::Image(e) => Error::Image(e),
+            other => Error::Registry(Box::new(other)),
+        }
+    }
 }
 
 impl Error {

@@ -220,9 +220,6 @@ fn platforms_are_picked_from_every_source_even_without_platform_fields() {
             matches!(
                 &err,
                 Error::Image(dockyard_image::Error::PlatformNotFound { available, .. }) if available.len() == 3
-            ) || matches!(
-                &err,
-                Error::Registry(dockyard_registry::RegistryError::Image(dockyard_image::Error::PlatformNotFound { available, .. })) if available.len() == 3
             ),
             "{s}: {text}"
         );

@@ -108,10 +108,10 @@ impl LayerBuilder {
             self.walk(host, &dest)?;
         } else {
             if dest.is_empty() {
-                return Err(Error::Usage(format!(
-                    "{}: a single file needs a destination path inside the image, not /",
-                    host.display()
-                )));
+                return Err(Error::InvalidImagePath {
+                    path: host.display().to_string(),
+                    reason: "a single file needs a destination path inside the image, not /".into(),
+                });
             }
             self.add_host_entry(host, &meta, dest)?;
         }
@@ -200,7 +200,10 @@ impl LayerBuilder {
     ) -> Result<&mut Self> {
         let path = dest_path(dest.as_bytes(), "file")?;
         if path.is_empty() {
-            return Err(Error::Usage("a file cannot be written at /".into()));
+            return Err(Error::InvalidImagePath {
+                path: "/".into(),
+                reason: "a file cannot be written at /".into(),
+            });
         }
         self.entries.insert(
             path,
@@ -246,7 +249,10 @@ impl LayerBuilder {
             None => (&b""[..], &path[..]),
         };
         if name.is_empty() {
-            return Err(Error::Usage("cannot delete /".into()));
+            return Err(Error::InvalidImagePath {
+                path: "/".into(),
+                reason: "the root cannot be deleted".into(),
+            });
         }
         let mut wh = b".wh.".to_vec();
         wh.extend_from_slice(name);
