@@ -94,6 +94,18 @@ impl Descriptor {
             .collect()
     }
 
+    /// The same descriptor declaring `platform` (as an index entry).
+    pub fn with_platform(&self, platform: &Platform) -> Descriptor {
+        let mut d = self.clone();
+        let mut p = serde_json::json!({"architecture": platform.architecture, "os": platform.os});
+        if let Some(v) = &platform.variant {
+            p["variant"] = Value::String(v.clone());
+        }
+        d.json["platform"] = p;
+        d.platform = Some(platform.clone());
+        d
+    }
+
     /// The same descriptor named `ref_name` (other annotations kept; a
     /// containerd name is dropped, as it would name something else).
     pub fn with_ref_name(&self, ref_name: Option<&str>) -> Descriptor {

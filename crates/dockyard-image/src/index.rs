@@ -55,6 +55,36 @@ impl IndexManifest {
         })
     }
 
+    /// A new OCI index of these entries.
+    pub fn new(entries: Vec<Descriptor>) -> IndexManifest {
+        let raw = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": media::OCI_INDEX,
+            "manifests": entries.iter().map(|d| &d.json).collect::<Vec<_>>(),
+        }))
+        .unwrap_or_else(|_| unreachable!("a Value always serialises"));
+        IndexManifest {
+            raw: Arc::new(raw),
+            media_type: media::OCI_INDEX.to_string(),
+            manifests: entries,
+        }
+    }
+
+    /// The same index (its other fields kept) listing `entries` instead;
+    /// written indented, as a layout's index.json is for people to read.
+    pub fn with_manifests(&self, entries: Vec<Descriptor>) -> IndexManifest {
+        let mut value: Value =
+            serde_json::from_slice(&self.raw).unwrap_or_else(|_| serde_json::json!({}));
+        value["manifests"] = Value::Array(entries.iter().map(|d| d.json.clone()).collect());
+        let raw = serde_json::to_vec_pretty(&value)
+            .unwrap_or_else(|_| unreachable!("a Value always serialises"));
+        IndexManifest {
+            raw: Arc::new(raw),
+            media_type: self.media_type.clone(),
+            manifests: entries,
+        }
+    }
+
     pub fn raw(&self) -> &[u8] {
         &self.raw
     }
@@ -183,29 +213,17 @@ impl Index {
     /// config's platform unless `declare_platforms` is false (entries
     /// without a `platform` field exist in the wild and must still work).
     pub fn build(children: Vec<Manifest>, declare_platforms: bool) -> Result<Index> {
-        let entries: Vec<Value> = children
+        let entries = children
             .iter()
-            .map(|c| {
-                let mut d = c.descriptor().json;
-                if let (Manifest::Image(img), true) = (c, declare_platforms) {
-                    let p = img.platform();
-                    let mut pj = serde_json::json!({"architecture": p.architecture, "os": p.os});
-                    if let Some(v) = &p.variant {
-                        pj["variant"] = Value::String(v.clone());
-                    }
-                    d["platform"] = pj;
-                }
-                d
+            .map(|c| match (c, declare_platforms) {
+                (Manifest::Image(img), true) => c.descriptor().with_platform(&img.platform()),
+                _ => c.descriptor(),
             })
             .collect();
-        let raw = serde_json::to_vec(&serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": media::OCI_INDEX,
-            "manifests": entries,
-        }))
-        .unwrap_or_else(|_| unreachable!("a Value always serialises"));
-        let manifest = IndexManifest::parse("new index", raw)?;
-        Index::new(manifest, children.into_iter().map(Some).collect())
+        Index::new(
+            IndexManifest::new(entries),
+            children.into_iter().map(Some).collect(),
+        )
     }
 
     /// The same index with each child replaced by `f(child)` (which must

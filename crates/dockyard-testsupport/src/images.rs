@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use dockyard_image::media;
 use dockyard_image::{Artifact, BlobSource, Index, IndexManifest, Manifest, Platform};
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::registry::{other_platform, test_image_for};
 
@@ -67,30 +67,24 @@ pub fn three_platform_index(seed: u64, declare_platforms: bool) -> Index {
         .collect();
     let attestation = test_artifact(seed, Some(&children[0]));
     children.push(Manifest::Artifact(attestation));
-    let mut entries: Vec<Value> = Vec::new();
-    for c in &children {
-        let mut d = c.descriptor().json;
-        match c {
+    let unknown = Platform {
+        os: "unknown".into(),
+        architecture: "unknown".into(),
+        variant: None,
+    };
+    let entries = children
+        .iter()
+        .map(|c| match c {
             Manifest::Image(img) if declare_platforms => {
-                let p = img.platform();
-                d["platform"] = json!({"os": p.os, "architecture": p.architecture});
-                if let Some(v) = p.variant {
-                    d["platform"]["variant"] = json!(v);
-                }
+                c.descriptor().with_platform(&img.platform())
             }
-            Manifest::Artifact(_) => {
-                d["platform"] = json!({"os": "unknown", "architecture": "unknown"});
-            }
-            _ => {}
-        }
-        entries.push(d);
-    }
-    let raw = serde_json::to_vec(&json!({
-        "schemaVersion": 2,
-        "mediaType": media::OCI_INDEX,
-        "manifests": entries,
-    }))
-    .expect("json");
-    let manifest = IndexManifest::parse("test index", raw).expect("index");
-    Index::new(manifest, children.into_iter().map(Some).collect()).expect("index")
+            Manifest::Artifact(_) => c.descriptor().with_platform(&unknown),
+            _ => c.descriptor(),
+        })
+        .collect();
+    Index::new(
+        IndexManifest::new(entries),
+        children.into_iter().map(Some).collect(),
+    )
+    .expect("index")
 }

@@ -12,9 +12,11 @@ use serde_json::{json, Map, Value};
 use super::layout::{self, CONTAINERD_NAME, REF_NAME};
 use super::tar_index::TarIndex;
 use crate::atomic::AtomicFile;
+use crate::descriptor::Descriptor;
 use crate::digest::{unwrap_io, Algorithm, Digest, HashingReader};
 use crate::error::{Error, IoContext, Result};
 use crate::image::{config_diff_ids, parse_json, Image};
+use crate::index::IndexManifest;
 use crate::layer::{BlobSource, Layer};
 use crate::manifest::Manifest;
 use crate::media::{self, Compression};
@@ -492,9 +494,9 @@ pub fn write_image_tar(
                 }
             }
         }
-        let index = json!({"schemaVersion": 2, "mediaType": media::OCI_INDEX, "manifests": [desc]});
-        let index = serde_json::to_vec(&index)
-            .unwrap_or_else(|_| unreachable!("a Value always serialises"));
+        let index = IndexManifest::new(vec![Descriptor::parse("index.json entry", &desc)?])
+            .raw()
+            .to_vec();
         tar.member("index.json", index.len() as u64, &mut &index[..])
             .at(dest)?;
         let layout = br#"{"imageLayoutVersion":"1.0.0"}"#;
@@ -596,10 +598,7 @@ pub fn write_oci_archive(
             }
         }
         let desc = manifest.descriptor().with_ref_name(ref_name);
-        let index =
-            json!({"schemaVersion": 2, "mediaType": media::OCI_INDEX, "manifests": [desc.json]});
-        let index = serde_json::to_vec(&index)
-            .unwrap_or_else(|_| unreachable!("a Value always serialises"));
+        let index = IndexManifest::new(vec![desc]).raw().to_vec();
         tar.member("index.json", index.len() as u64, &mut &index[..])
             .at(dest)?;
         let layout = br#"{"imageLayoutVersion":"1.0.0"}"#;

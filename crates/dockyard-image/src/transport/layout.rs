@@ -5,7 +5,7 @@ use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::tar_index::TarIndex;
 use crate::atomic::{write_atomic, AtomicFile};
@@ -327,26 +327,17 @@ pub fn update_index_json(dir: &Path, edit: impl FnOnce(&mut Vec<Descriptor>)) ->
     let mut lock = fd_lock::RwLock::new(lock_file);
     let _guard = lock.write().at(&lock_path)?;
     let index_path = dir.join("index.json");
-    let mut index = if index_path.exists() {
-        parse_json(
+    let index = if index_path.exists() {
+        IndexManifest::parse(
             &index_path.display().to_string(),
-            &fs::read(&index_path).at(&index_path)?,
+            fs::read(&index_path).at(&index_path)?,
         )?
     } else {
-        json!({"schemaVersion": 2, "mediaType": media::OCI_INDEX, "manifests": []})
+        IndexManifest::new(Vec::new())
     };
-    let mut entries = match index.get("manifests").and_then(Value::as_array) {
-        Some(list) => list
-            .iter()
-            .map(|m| Descriptor::parse(&format!("{} entry", index_path.display()), m))
-            .collect::<Result<Vec<_>>>()?,
-        None => Vec::new(),
-    };
+    let mut entries = index.manifests().to_vec();
     edit(&mut entries);
-    index["manifests"] = Value::Array(entries.into_iter().map(|d| d.json).collect());
-    let bytes = serde_json::to_vec_pretty(&index)
-        .unwrap_or_else(|_| unreachable!("a Value always serialises"));
-    write_atomic(&index_path, &bytes)
+    write_atomic(&index_path, index.with_manifests(entries).raw())
 }
 
 /// Write `manifest` (an image, a whole index, or an artifact) into the
