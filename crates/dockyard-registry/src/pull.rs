@@ -268,8 +268,21 @@ impl Registry {
                         what: what.clone(),
                         source: e,
                     })?;
-                if classify(&what, &value, &m.media_type)? != Kind::Image {
-                    continue;
+                match classify(&what, &value, &m.media_type)? {
+                    Kind::Image => {}
+                    // Never picked for a platform (as Index::select treats them).
+                    Kind::Artifact => {
+                        placed.insert(
+                            d.digest.clone(),
+                            Platform {
+                                os: "unknown".into(),
+                                architecture: "unknown".into(),
+                                variant: None,
+                            },
+                        );
+                        continue;
+                    }
+                    Kind::Index => continue,
                 }
                 let info = ManifestInfo::from_value(&what, &value)?;
                 let config = self.fetch_blob_bytes(repo, &info.config, 64 << 20).await?;
