@@ -53,6 +53,11 @@ enum Command {
         /// Also write an OCI layout directory here.
         #[arg(long, value_name = "DIR")]
         oci: Option<PathBuf>,
+        /// Manifest format of what -o/--oci write: oci or v2s2 (Docker schema 2);
+        /// default: as the registry serves it, byte for byte (umoci and other
+        /// OCI-only tools need --format oci for Docker images).
+        #[arg(long, value_name = "oci|v2s2")]
+        format: Option<String>,
     },
     /// Push an image (from any transport) to a registry.
     Push {
@@ -162,10 +167,10 @@ struct MutateArgs {
     /// Set an environment variable, replacing one of the same name (repeatable).
     #[arg(long, value_name = "KEY=VALUE")]
     env: Vec<String>,
-    /// Entrypoint: a JSON array, or words split on spaces.
+    /// Entrypoint: a JSON array (exec form), or a string run by /bin/sh -c (shell form).
     #[arg(long)]
     entrypoint: Option<String>,
-    /// Default command: a JSON array, or words split on spaces.
+    /// Default command: a JSON array (exec form), or a string run by /bin/sh -c (shell form).
     #[arg(long)]
     cmd: Option<String>,
     #[arg(long)]
@@ -175,7 +180,7 @@ struct MutateArgs {
     /// Set a label (repeatable).
     #[arg(long, value_name = "KEY=VALUE")]
     label: Vec<String>,
-    /// Expose a port, e.g. 8080 or 53/udp (repeatable).
+    /// Expose a port: 80, 80/tcp, 53/udp, 8000-8010/tcp (repeatable).
     #[arg(long, value_name = "PORT[/PROTO]")]
     expose: Vec<String>,
     /// Add a host file or directory at a path in the image, as one new layer
@@ -200,6 +205,30 @@ struct MutateArgs {
     /// Manifest format to write: oci or v2s2 (Docker schema 2); default: keep.
     #[arg(long, value_name = "oci|v2s2")]
     format: Option<String>,
+}
+
+/// Print a line on stdout. A closed stdout (`dockyard cache ls | head -1`)
+/// ends dockyard quietly with exit 0, as it would `cat`: the reader has
+/// what it wanted.
+macro_rules! out {
+    ($($t:tt)*) => {
+        print_line(format_args!($($t)*))
+    };
+}
+
+fn print_line(args: std::fmt::Arguments) {
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = writeln!(stdout, "{args}") {
+        stdout_failed(e);
+    }
+}
+
+fn stdout_failed(e: std::io::Error) -> ! {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        std::process::exit(0);
+    }
+    eprintln!("dockyard: error: writing to stdout: {e}");
+    std::process::exit(2);
 }
 
 /// An error with the exit code it deserves.
@@ -313,8 +342,13 @@ fn run(cli: Cli) -> CliResult {
             all_platforms,
             output,
             oci,
+            format,
         } => {
             let r = dockyard::parse_registry_reference(&reference)?;
+            let write = WriteOptions {
+                format: parse_format(&format)?,
+                ..WriteOptions::default()
+            };
             let open = OpenOptions {
                 platform: parse_platform(&platform)?,
                 all_platforms,
@@ -324,7 +358,6 @@ fn run(cli: Cli) -> CliResult {
                 "pulled {} ({} blobs, {} bytes fetched)",
                 pulled.name, pulled.blobs_fetched, pulled.bytes_fetched
             );
-            let write = WriteOptions::default();
             if let Some(out) = output {
                 let dst = dockyard::Location::DockerArchive {
                     path: out,
@@ -339,7 +372,7 @@ fn run(cli: Cli) -> CliResult {
                 };
                 dy.write(&pulled.manifest, &dst.to_string(), &write)?;
             }
-            println!("{}", pulled.digest);
+            out!("{}", pulled.digest);
             Ok(())
         }
         Command::Push {
@@ -366,19 +399,19 @@ fn run(cli: Cli) -> CliResult {
                 std::fs::write(&f, written.digest.to_string())
                     .map_err(|e| usage(format!("{}: {e}", f.display())))?;
             }
-            println!("{}", written.digest);
+            out!("{}", written.digest);
             Ok(())
         }
         Command::Tags { repository, json } => {
             let tags = dy.tags(&repository)?;
             if json {
-                println!(
+                out!(
                     "{}",
                     serde_json::to_string_pretty(&tags).unwrap_or_default()
                 );
             } else {
                 for t in tags {
-                    println!("{t}");
+                    out!("{t}");
                 }
             }
             Ok(())
@@ -433,7 +466,7 @@ fn run(cli: Cli) -> CliResult {
             };
             let written = dy.copy(&src, &dst, &open, &write)?;
             report_transfer(&dst, &written);
-            println!("{}", written.digest);
+            out!("{}", written.digest);
             Ok(())
         }
         Command::Mutate(args) => mutate(&dy, *args),
@@ -480,10 +513,7 @@ fn run(cli: Cli) -> CliResult {
                     print_summary(&mut out, &summary)
                 }
             };
-            printed.map_err(|e| Failure {
-                code: 2,
-                message: format!("writing to stdout: {e}"),
-            })
+            printed.or_else(|e| stdout_failed(e))
         }
         Command::Export { src, dir, platform } => {
             let (image, n) = dy.export(&src, &dir, parse_platform(&platform)?.as_ref())?;
@@ -502,15 +532,6 @@ fn parse_kv(s: &str, what: &str) -> CliResult<(String, String)> {
     match s.split_once('=') {
         Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
         _ => Err(usage(format!("--{what} {s:?}: expected KEY=VALUE"))),
-    }
-}
-
-fn parse_words(s: &str, what: &str) -> CliResult<Vec<String>> {
-    if s.trim_start().starts_with('[') {
-        serde_json::from_str::<Vec<String>>(s)
-            .map_err(|e| usage(format!("--{what}: not a JSON list of strings: {e}")))
-    } else {
-        Ok(s.split_whitespace().map(str::to_string).collect())
     }
 }
 
@@ -544,14 +565,14 @@ fn mutate(dy: &Dockyard, args: MutateArgs) -> CliResult {
         mutation.config.push(ConfigEdit::Env(k, v));
     }
     if let Some(e) = &args.entrypoint {
-        mutation
-            .config
-            .push(ConfigEdit::Entrypoint(parse_words(e, "entrypoint")?));
+        mutation.config.push(ConfigEdit::Entrypoint(
+            dockyard::command(e).map_err(dockyard::Error::Image)?,
+        ));
     }
     if let Some(c) = &args.cmd {
-        mutation
-            .config
-            .push(ConfigEdit::Cmd(parse_words(c, "cmd")?));
+        mutation.config.push(ConfigEdit::Cmd(
+            dockyard::command(c).map_err(dockyard::Error::Image)?,
+        ));
     }
     if let Some(w) = &args.workdir {
         mutation.config.push(ConfigEdit::WorkingDir(w.clone()));
@@ -564,13 +585,14 @@ fn mutate(dy: &Dockyard, args: MutateArgs) -> CliResult {
         mutation.config.push(ConfigEdit::Label(k, v));
     }
     for p in &args.expose {
+        dockyard::exposed_ports(p).map_err(dockyard::Error::Image)?;
         mutation.config.push(ConfigEdit::ExposedPort(p.clone()));
     }
     mutation.docker_format = parse_format(&args.format)?.map(|f| f == Format::Docker);
     let image = dy.mutate(&args.src, &mutation)?;
     let written = dy.write(&image.into(), &args.dst, &WriteOptions::default())?;
     report_transfer(&args.dst, &written);
-    println!("{}", written.digest);
+    out!("{}", written.digest);
     Ok(())
 }
 
@@ -682,7 +704,7 @@ fn cache(dy: &Dockyard, command: CacheCommand) -> CliResult {
         CacheCommand::Ls { json } => {
             let entries = dy.cache_list()?;
             if json {
-                println!(
+                out!(
                     "{}",
                     serde_json::to_string_pretty(&entries).unwrap_or_default()
                 );
@@ -690,20 +712,20 @@ fn cache(dy: &Dockyard, command: CacheCommand) -> CliResult {
                 eprintln!("the cache at {} holds no images", dy.store_root().display());
             } else {
                 for e in entries {
-                    println!("{}  {}", e.digest, e.name);
+                    out!("{}  {}", e.digest, e.name);
                 }
             }
         }
         CacheCommand::Prune => {
             let (n, bytes) = dy.cache_prune()?;
-            println!("removed {n} unused blobs, {} freed", human_size(bytes));
+            out!("removed {n} unused blobs, {} freed", human_size(bytes));
         }
         CacheCommand::Rm { name } => {
             if !dy.cache_remove(&name)? {
                 return Err(usage(format!("{name}: no such image in the cache")));
             }
         }
-        CacheCommand::Dir => println!("{}", dy.store_root().display()),
+        CacheCommand::Dir => out!("{}", dy.store_root().display()),
     }
     Ok(())
 }

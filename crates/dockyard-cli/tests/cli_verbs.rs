@@ -172,7 +172,8 @@ fn mutate_config_flags() {
     let c = &fx.config(edited)["config"];
     assert_eq!(c["Env"], json!(["K=2", "OTHER=o"]), "{c}");
     assert_eq!(c["Entrypoint"], json!(["/bin/sh", "-c", "two words"]));
-    assert_eq!(c["Cmd"], json!(["echo", "hi", "there"]));
+    // A string is Docker's shell form: run by /bin/sh -c as written.
+    assert_eq!(c["Cmd"], json!(["/bin/sh", "-c", "echo hi  there"]));
     assert_eq!(c["WorkingDir"], json!("/srv/app"));
     assert_eq!(c["User"], json!("1000:1000"));
     assert_eq!(c["Labels"], json!({"org.example.a": "b", "c": "d=e"}));
@@ -186,7 +187,7 @@ fn mutate_config_flags() {
     assert_eq!(j["config"]["User"], c["User"]);
 
     // A later mutate replaces a variable in place and keeps the rest;
-    // words are split on spaces.
+    // a string is the shell form.
     let again = "oci:L:again";
     fx.ok(&[
         "mutate",
@@ -203,7 +204,10 @@ fn mutate_config_flags() {
     ]);
     let c2 = &fx.config(again)["config"];
     assert_eq!(c2["Env"], json!(["K=3", "OTHER=o", "NEW=n"]));
-    assert_eq!(c2["Entrypoint"], json!(["/usr/bin/env", "-i"]));
+    assert_eq!(
+        c2["Entrypoint"],
+        json!(["/bin/sh", "-c", "/usr/bin/env  -i"])
+    );
     assert_eq!(c2["Labels"], json!({"org.example.a": "b", "c": "changed"}));
     assert_eq!(c2["Cmd"], c["Cmd"]);
     assert_eq!(c2["ExposedPorts"], c["ExposedPorts"]);

@@ -290,3 +290,47 @@ fn tls_registry_needs_the_ca() {
     let out = fx.ok(&["pull", &format!("{host}/a:1"), "--cert-dir", &fx.s("certs")]);
     assert_eq!(last_line(&out), digest);
 }
+
+/// `pull --oci` keeps a Docker manifest byte for byte; `--format oci`
+/// converts it, so OCI-only tools (umoci) read the layout.
+#[test]
+fn pull_format_converts_what_it_writes() {
+    let Some(registry) = RegistryGuard::start(Mode::Open) else {
+        return;
+    };
+    let fx = Fx::new();
+    let remote = format!("{}/fmt/app:1", registry.host());
+    fx.ok(&["push", &fx.archive(61), &remote, "--format", "v2s2"]);
+    let kept = fx.path("kept");
+    fx.ok(&["pull", &remote, "--oci", &kept.to_string_lossy()]);
+    let oci = fx.path("oci");
+    fx.ok(&[
+        "pull",
+        &remote,
+        "--oci",
+        &oci.to_string_lossy(),
+        "--format",
+        "oci",
+    ]);
+    let media_type = |dir: &PathBuf| -> String {
+        let out = fx.ok(&["inspect", "--json", &format!("oci:{}:1", dir.display())]);
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["mediaType"].as_str().unwrap().to_string()
+    };
+    assert_eq!(
+        media_type(&kept),
+        "application/vnd.docker.distribution.manifest.v2+json"
+    );
+    assert_eq!(
+        media_type(&oci),
+        "application/vnd.oci.image.manifest.v1+json"
+    );
+    if require_tool("umoci") {
+        run_ok(
+            std::process::Command::new("umoci")
+                .args(["unpack", "--rootless", "--image"])
+                .arg(format!("{}:1", oci.display()))
+                .arg(fx.path("bundle")),
+        );
+    }
+}

@@ -25,6 +25,31 @@ pub fn output_parent(dest: &Path) -> Result<PathBuf> {
     Ok(dir)
 }
 
+/// The process's umask, read without changing it (`/proc/self/status`;
+/// 022 where that is not available).
+pub fn umask() -> u32 {
+    static UMASK: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *UMASK.get_or_init(|| {
+        std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("Umask:"))
+                    .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
+            })
+            .unwrap_or(0o022)
+    })
+}
+
+/// Give a file or directory we made through a private temporary the mode
+/// any other tool's output would have: 0666 (files) or 0777 (directories)
+/// less the umask.
+pub fn apply_umask(path: &Path, dir: bool) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let base = if dir { 0o777 } else { 0o666 };
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(base & !umask()))
+}
+
 pub struct AtomicFile {
     temp: NamedTempFile,
     dest: PathBuf,
@@ -54,6 +79,7 @@ impl AtomicFile {
     /// name but power-loss durability is not promised (as with cp or
     /// skopeo). The store uses `commit`.
     pub fn commit_unsynced(self) -> Result<()> {
+        apply_umask(self.temp.path(), false).at(&self.dest)?;
         self.temp
             .persist(&self.dest)
             .map_err(|e| e.error)
@@ -63,6 +89,7 @@ impl AtomicFile {
 
     /// fsync and rename into place.
     pub fn commit(self) -> Result<()> {
+        apply_umask(self.temp.path(), false).at(&self.dest)?;
         self.temp.as_file().sync_all().at(&self.dest)?;
         self.temp
             .persist(&self.dest)

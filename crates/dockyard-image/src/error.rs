@@ -105,6 +105,15 @@ pub enum Error {
     #[error("{path}: exists and is {reason}")]
     OutputExists { path: PathBuf, reason: &'static str },
 
+    #[error("SOURCE_DATE_EPOCH={value:?} is not a number of seconds since 1970")]
+    InvalidSourceDateEpoch { value: String },
+
+    #[error("invalid port {input:?}: {reason} (e.g. 80, 80/tcp, 53/udp, 8000-8010/tcp)")]
+    InvalidPort { input: String, reason: String },
+
+    #[error("invalid command {input:?}: {reason}")]
+    InvalidCommand { input: String, reason: String },
+
     #[error("invalid side-table key {key:?}")]
     InvalidKey { key: String },
 }

@@ -122,11 +122,24 @@ pub fn config_diff_ids(what: &str, config: &Value) -> Result<Vec<Digest>> {
 }
 
 /// The created timestamp for things we author: `SOURCE_DATE_EPOCH` or 0.
+/// An unparsable value counts as 0 here; `check_source_date_epoch` is
+/// how entry points refuse it.
 pub fn source_date_epoch() -> u64 {
     std::env::var("SOURCE_DATE_EPOCH")
         .ok()
         .and_then(|s| s.trim().parse::<u64>().ok())
         .unwrap_or(0)
+}
+
+/// Refuse a `SOURCE_DATE_EPOCH` that is set but is not a count of seconds
+/// (a reproducible build must not quietly fall back to 1970).
+pub fn check_source_date_epoch() -> Result<()> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) if v.trim().parse::<u64>().is_err() => {
+            Err(Error::InvalidSourceDateEpoch { value: v })
+        }
+        _ => Ok(()),
+    }
 }
 
 /// RFC 3339 UTC for a unix time, without pulling in a date crate.

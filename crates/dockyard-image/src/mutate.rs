@@ -20,8 +20,70 @@ pub enum ConfigEdit {
     WorkingDir(String),
     User(String),
     Label(String, String),
-    /// `80/tcp`, `53/udp`; a bare number means tcp.
+    /// `80/tcp`, `53/udp`; a bare number means tcp (see `exposed_ports`).
     ExposedPort(String),
+}
+
+/// The `ExposedPorts` keys for a port spec as Docker's `EXPOSE` takes it:
+/// `80`, `80/tcp`, `53/udp`, `132/sctp`, `8000-8010/tcp` (a range is one
+/// key per port, as Docker writes it).
+pub fn exposed_ports(spec: &str) -> Result<Vec<String>> {
+    let bad = |reason: &str| Error::InvalidPort {
+        input: spec.to_string(),
+        reason: reason.to_string(),
+    };
+    let (ports, proto) = match spec.split_once('/') {
+        Some((p, proto)) => (p, proto.to_ascii_lowercase()),
+        None => (spec, "tcp".to_string()),
+    };
+    if !["tcp", "udp", "sctp"].contains(&proto.as_str()) {
+        return Err(bad("the protocol must be tcp, udp or sctp"));
+    }
+    let number = |s: &str| -> Result<u32> {
+        let n: u32 = s
+            .trim()
+            .parse()
+            .map_err(|_| bad("the port is not a number"))?;
+        if !(1..=65535).contains(&n) {
+            return Err(bad("ports are 1 to 65535"));
+        }
+        Ok(n)
+    };
+    let (first, last) = match ports.split_once('-') {
+        Some((a, b)) => (number(a)?, number(b)?),
+        None => {
+            let n = number(ports)?;
+            (n, n)
+        }
+    };
+    if first > last {
+        return Err(bad("a range must go up"));
+    }
+    Ok((first..=last).map(|p| format!("{p}/{proto}")).collect())
+}
+
+/// A command as `--cmd`/`--entrypoint` (and Dockerfile `CMD`) take it: a
+/// JSON array of strings (exec form), or a string run by `/bin/sh -c`
+/// (shell form), as Docker does.
+pub fn command(spec: &str) -> Result<Vec<String>> {
+    if spec.trim_start().starts_with('[') {
+        return serde_json::from_str::<Vec<String>>(spec).map_err(|e| Error::InvalidCommand {
+            input: spec.to_string(),
+            reason: format!("not a JSON array of strings: {e}"),
+        });
+    }
+    Ok(vec!["/bin/sh".into(), "-c".into(), spec.to_string()])
+}
+
+/// Rewrite an object with its keys in order (Docker writes Labels and
+/// ExposedPorts sorted), so the order edits were given in does not change
+/// the config's digest.
+fn sort_keys(v: &mut Value) {
+    if let Some(o) = v.as_object_mut() {
+        let mut entries: Vec<(String, Value)> = std::mem::take(o).into_iter().collect();
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        o.extend(entries);
+    }
 }
 
 fn history_created_by_layer(entry: &Value) -> bool {
@@ -79,10 +141,13 @@ impl Image {
     pub fn append_layer(&self, layer: Layer, created_by: &str) -> Image {
         let (manifest, mut config, mut layers) = self.parts();
         let n = layers.len();
+        let created = rfc3339(source_date_epoch());
         Image::aligned_history(&mut config, n).push(json!({
-            "created": rfc3339(source_date_epoch()),
+            "created": created,
             "created_by": created_by,
         }));
+        // The image is as new as its newest layer.
+        config["created"] = json!(created);
         Image::diff_ids_mut(&mut config).push(json!(layer.diff_id().to_string()));
         // A new layer in a Docker-family image gets the Docker media type.
         let layer = if crate::media::is_docker_manifest(self.manifest_media_type()) {
@@ -147,6 +212,11 @@ impl Image {
             .unwrap_or_else(|| unreachable!("set above"));
         for edit in edits {
             apply(c, edit);
+        }
+        for key in ["Labels", "ExposedPorts"] {
+            if let Some(v) = c.get_mut(key) {
+                sort_keys(v);
+            }
         }
         Image::rebuild(manifest, config, layers)
     }
@@ -273,16 +343,16 @@ fn apply(c: &mut Map<String, Value>, edit: &ConfigEdit) {
             labels[k.as_str()] = json!(v);
         }
         ConfigEdit::ExposedPort(p) => {
-            let port = if p.contains('/') {
-                p.clone()
-            } else {
-                format!("{p}/tcp")
-            };
+            // Unchecked specs are kept as given (callers check with
+            // `exposed_ports` first; the CLI does).
+            let keys = exposed_ports(p).unwrap_or_else(|_| vec![p.clone()]);
             let ports = c.entry("ExposedPorts").or_insert_with(|| json!({}));
             if !ports.is_object() {
                 *ports = json!({});
             }
-            ports[port.as_str()] = json!({});
+            for key in keys {
+                ports[key.as_str()] = json!({});
+            }
         }
     }
 }

@@ -353,6 +353,8 @@ pub fn export_rootfs(image: &Image, dest: &Path, progress: &dyn Progress) -> Res
             fs::set_permissions(&p, fs::Permissions::from_mode(mode)).at(&p)?;
         }
     }
+    // The new directory itself gets the mode any tool's output would.
+    dockyard_image::atomic::apply_umask(temp.path(), true).at(temp.path())?;
     let built = temp.keep();
     if dest.exists() {
         fs::remove_dir(dest).at(dest)?;

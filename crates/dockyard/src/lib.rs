@@ -29,6 +29,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 pub use dockyard_image::media::Compression;
+pub use dockyard_image::mutate::{command, exposed_ports};
 pub use dockyard_image::progress::{Phase, Progress, Silent};
 pub use dockyard_image::{
     ConfigEdit, Descriptor, Digest, Image, Index, IndexManifest, Layer, Location, Manifest,
@@ -229,9 +230,10 @@ impl Dockyard {
                 ))??
             }
             Location::Scratch => {
+                dockyard_image::image::check_source_date_epoch()?;
                 return Ok(Manifest::Image(Image::scratch(
                     opts.platform.as_ref().unwrap_or(&Platform::host()),
-                )))
+                )));
             }
             other => dockyard_image::transport::read(other, &self.read_options(opts))?,
         };

@@ -36,6 +36,12 @@ pub struct Mutation {
 impl Mutation {
     /// Apply to `image`; a new layer is built straight into `store`.
     pub fn apply(&self, mut image: Image, store: &Store) -> Result<Image> {
+        dockyard_image::image::check_source_date_epoch()?;
+        for edit in &self.config {
+            if let ConfigEdit::ExposedPort(p) = edit {
+                dockyard_image::mutate::exposed_ports(p)?;
+            }
+        }
         for r in &self.remove_layers {
             image = match r {
                 LayerRemoval::Top => image.pop_layer()?,
@@ -44,23 +50,26 @@ impl Mutation {
         }
         if !self.add.is_empty() || !self.delete.is_empty() {
             let mut builder = LayerBuilder::new(LayerOptions::default());
+            // History names what was added by kind and destination, not
+            // by host path, so the same files from another folder give
+            // the same image; the layer's digest names the content.
             let mut described = Vec::new();
             for (host, dest) in &self.add {
                 builder.add_path(host, dest)?;
-                described.push(format!(
-                    "ADD {} {dest}",
-                    host.file_name()
-                        .map(|n| n.to_string_lossy().to_string())
-                        .unwrap_or_default()
-                ));
+                let kind = if host.is_dir() { "dir" } else { "file" };
+                described.push(format!("ADD {kind} in {dest}"));
             }
             for path in &self.delete {
                 builder.delete(path)?;
                 described.push(format!("DELETE {path}"));
             }
             let layer = builder.build_in_store(store)?;
-            image =
-                image.append_layer(layer, &format!("dockyard mutate: {}", described.join("; ")));
+            let created_by = format!(
+                "dockyard mutate {}: {}",
+                layer.diff_id(),
+                described.join("; ")
+            );
+            image = image.append_layer(layer, &created_by);
         }
         if !self.config.is_empty() {
             image = image.with_config_edits(&self.config);

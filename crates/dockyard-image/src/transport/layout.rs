@@ -317,15 +317,10 @@ pub fn copy_blob_to_file(blob: &Blob, dest: &Path, progress: &dyn Progress) -> R
 
 /// Run `edit` on a layout's index.json entries under a file lock.
 pub fn update_index_json(dir: &Path, edit: impl FnOnce(&mut Vec<Descriptor>)) -> Result<()> {
-    let lock_path = dir.join(".index.json.lock");
-    let lock_file = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .at(&lock_path)?;
-    let mut lock = fd_lock::RwLock::new(lock_file);
-    let _guard = lock.write().at(&lock_path)?;
+    // Lock the directory itself: no lock file is left in a user's layout.
+    let dir_file = fs::File::open(dir).at(dir)?;
+    let mut lock = fd_lock::RwLock::new(dir_file);
+    let _guard = lock.write().at(dir)?;
     let index_path = dir.join("index.json");
     let index = if index_path.exists() {
         IndexManifest::parse(
@@ -361,6 +356,7 @@ pub fn write_layout_dir(
         .tempdir_in(&parent)
         .at(&parent)?;
     fill_layout_dir(temp.path(), manifest, ref_name, progress)?;
+    crate::atomic::apply_umask(temp.path(), true).at(temp.path())?;
     let built = temp.keep();
     fs::rename(&built, dir).map_err(|e| {
         let _ = fs::remove_dir_all(&built);
