@@ -28,6 +28,10 @@ pub struct RegistryArgs {
     /// Layers transferred at once.
     #[arg(long, global = true, value_name = "N")]
     pub parallel: Option<usize>,
+    /// Drop a registry connection that sends nothing for this long, then
+    /// retry (blobs resume where they stopped).
+    #[arg(long, global = true, value_name = "SECONDS", default_value_t = 30)]
+    pub timeout: u64,
 }
 
 impl RegistryArgs {
@@ -51,6 +55,7 @@ impl RegistryArgs {
                 }
             }
         }
+        opts.timeout = std::time::Duration::from_secs(self.timeout.max(1));
         if let Some(n) = self.parallel {
             opts.parallel = n.max(1);
         }

@@ -38,6 +38,10 @@ pub struct ClientOptions {
     pub chunk_size: u64,
     /// Overall timeout for connecting.
     pub connect_timeout: Duration,
+    /// A connection that sends nothing for this long (no response
+    /// headers, or a body that stops mid-way) is dropped; the request is
+    /// retried and a blob resumed with Range, like after a reset.
+    pub timeout: Duration,
 }
 
 impl Default for ClientOptions {
@@ -52,6 +56,7 @@ impl Default for ClientOptions {
             backoff: Duration::from_millis(200),
             chunk_size: 128 << 20,
             connect_timeout: Duration::from_secs(30),
+            timeout: Duration::from_secs(30),
         }
     }
 }
@@ -173,6 +178,7 @@ impl Registry {
         let mut builder = reqwest::Client::builder()
             .user_agent(concat!("dockyard/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(opts.connect_timeout)
+            .read_timeout(opts.timeout)
             .danger_accept_invalid_certs(opts.insecure_skip_tls_verify);
         if !opts.ca_certs.is_empty() && !opts.insecure_skip_tls_verify {
             let mut given = Vec::new();

@@ -366,3 +366,71 @@ fn a_damaged_partial_blob_from_an_earlier_run_is_fetched_again() {
     }
     assert!(partial_files(&store).is_empty());
 }
+
+/// Runs `f` on a thread and waits for it, panicking if it never returns:
+/// a liveness guard for tests of hangs (not a measure of speed).
+fn within<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(limit)
+        .unwrap_or_else(|_| panic!("still hanging after {limit:?}"))
+}
+
+#[test]
+fn a_blob_that_stalls_mid_way_is_resumed() {
+    let rt = Arc::new(runtime());
+    let Some((registry, image)) = registry_with_image(&rt, 33) else {
+        return;
+    };
+    let proxy = FaultProxy::start(registry.port(), Fault::StallMidBlob);
+    let opts = ClientOptions {
+        timeout: Duration::from_secs(1),
+        ..options()
+    };
+    let client = connect(&rt, &proxy.host(), opts);
+    let (dir, store) = temp_store();
+    let host = proxy.host();
+    let rt2 = Arc::clone(&rt);
+    let pulled = within(Duration::from_secs(120), move || {
+        let r = pull(&rt2, &client, &host, &store);
+        drop(dir);
+        r
+    })
+    .expect("a stalled transfer is dropped and resumed");
+    assert_eq!(pulled.image.as_ref().unwrap().digest(), image.digest());
+    assert_eq!(proxy.faults_injected(), 1);
+    let resumed = proxy
+        .requests()
+        .iter()
+        .filter(|r| r.is_blob_get())
+        .filter_map(|r| r.header("range").and_then(range_start))
+        .any(|start| start > 0);
+    assert!(resumed, "the stalled blob was resumed with a Range request");
+}
+
+#[test]
+fn a_registry_that_never_answers_is_an_error_not_a_hang() {
+    let silent = dockyard_testsupport::registry::SilentServer::start();
+    let host = silent.host();
+    let err = within(Duration::from_secs(120), move || {
+        let rt = runtime();
+        let opts = ClientOptions {
+            timeout: Duration::from_secs(1),
+            plain_http: true,
+            attempts: 2,
+            ..options()
+        };
+        let result = rt.block_on(async {
+            let client = Registry::connect(&host, opts).await?;
+            client.fetch_manifest("x", "1").await
+        });
+        result.map(|_| ()).unwrap_err().to_string()
+    });
+    assert!(
+        err.contains("timed out") || err.contains("timeout"),
+        "names the silence: {err}"
+    );
+    drop(silent);
+}

@@ -811,6 +811,10 @@ pub enum Fault {
     /// The first GET of a blob larger than 64 KiB gets its headers and half
     /// its body, then the connection closes.
     ResetMidBlob,
+    /// The first GET of a blob larger than 64 KiB gets its headers and half
+    /// its body, then the connection stays open and silent (a hung server
+    /// or middlebox) until the proxy stops.
+    StallMidBlob,
     /// The first n API requests (not the `/v2/` ping) get 503.
     ServiceUnavailableBurst(usize),
     /// The first n API requests get 429 with `Retry-After: secs`.
@@ -870,6 +874,7 @@ struct ProxyState {
     injected: AtomicUsize,
     api_seen: AtomicUsize,
     reset_done: AtomicBool,
+    stopping: AtomicBool,
 }
 
 /// An HTTP/1.1 proxy on 127.0.0.1 in front of a registry, one connection
@@ -893,6 +898,7 @@ impl FaultProxy {
             injected: AtomicUsize::new(0),
             api_seen: AtomicUsize::new(0),
             reset_done: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
         });
         let stop = Arc::new(AtomicBool::new(false));
         let st = Arc::clone(&state);
@@ -937,6 +943,7 @@ impl FaultProxy {
 
 impl Drop for FaultProxy {
     fn drop(&mut self) {
+        self.state.stopping.store(true, Ordering::SeqCst);
         self.stop.store(true, Ordering::SeqCst);
         wake(self.port);
         if let Some(t) = self.thread.take() {
@@ -1084,6 +1091,26 @@ fn proxy_one(conn: TcpStream, st: &ProxyState) -> io::Result<()> {
     }
     out.push_str("Connection: close\r\n\r\n");
 
+    let stall = fault == Fault::StallMidBlob
+        && is_blob_get
+        && status == 200
+        && content_length.map(|n| n > 64 << 10).unwrap_or(false)
+        && !st.reset_done.swap(true, Ordering::SeqCst);
+    if stall {
+        record(status, true);
+        st.injected.fetch_add(1, Ordering::SeqCst);
+        client.write_all(out.as_bytes())?;
+        let half = content_length.unwrap_or(0) / 2;
+        let mut buf = vec![0u8; half];
+        up.read_exact(&mut buf)?;
+        client.write_all(&buf)?;
+        client.flush()?;
+        // Say nothing more; hold the connection until the test ends.
+        while !st.stopping.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        return Ok(());
+    }
     let reset = fault == Fault::ResetMidBlob
         && is_blob_get
         && status == 200
@@ -1227,6 +1254,50 @@ pub fn test_image_for(seed: u64, layers: usize, layer_bytes: usize, platform: &P
         "org.dockyard.test.seed".into(),
         seed.to_string(),
     )])
+}
+
+/// A server on 127.0.0.1 that accepts connections and never says a word
+/// (a hung registry). Connections are held until it is dropped.
+pub struct SilentServer {
+    port: u16,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl SilentServer {
+    pub fn start() -> SilentServer {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let port = listener.local_addr().expect("addr").port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            let mut held = Vec::new();
+            while !flag.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((conn, _)) => held.push(conn),
+                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
+        });
+        SilentServer {
+            port,
+            stop,
+            thread: Some(thread),
+        }
+    }
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for SilentServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 /// A multi-threaded tokio runtime for a test.
