@@ -183,11 +183,14 @@ struct MutateArgs {
     /// Expose a port: 80, 80/tcp, 53/udp, 8000-8010/tcp (repeatable).
     #[arg(long, value_name = "PORT[/PROTO]")]
     expose: Vec<String>,
-    /// Add a host file or directory at a path in the image, as one new layer
-    /// (repeatable; all additions go into the same layer).
+    /// Add host files as one new layer (repeatable), as Dockerfile COPY does:
+    /// FILE:/dir/ or FILE:/dir where /dir is a directory in the image puts
+    /// the file at /dir/FILE (symlinked directories are followed), FILE:/path
+    /// otherwise writes /path; DIR:/dest copies DIR's contents into /dest.
     #[arg(long, value_name = "HOSTPATH:IMAGEPATH")]
     add: Vec<String>,
-    /// Delete a path of the lower layers (an OCI whiteout in the new layer).
+    /// Delete a path of the lower layers (an OCI whiteout in the new layer);
+    /// a path the image does not have is a warning.
     #[arg(long, value_name = "IMAGEPATH")]
     delete: Vec<String>,
     /// Remove the layer at index N (`--remove-layer=N`, 0 = base), or the top layer (`--remove-layer`).

@@ -556,3 +556,75 @@ fn oci_to_oci_archive_to_oci_keeps_the_manifest_bytes() {
         assert!(fx.path("bundle/rootfs/bin/busybox").is_file());
     }
 }
+
+/// `mutate --add FILE:/bin` puts the file into /bin, as Dockerfile COPY
+/// does, instead of replacing the directory: the image still runs in
+/// Docker, and /bin/sh is still there.
+#[test]
+fn add_copies_a_file_into_an_existing_directory_as_copy_does() {
+    let Some(fx) = Fixture::new() else { return };
+    let cache = fx.cache();
+    let base = fx.busybox_archive("base.tar", "test/busybox:1");
+    std::fs::write(fx.path("motd"), "hello from motd\n").unwrap();
+    let edited = fx.path("edited.tar");
+    let out = dockyard(&cache)
+        .args([
+            "mutate",
+            &format!("docker-archive:{}", base.display()),
+            &format!("docker-archive:{}:test/edited:1", edited.display()),
+            "--add",
+            &format!("{}:/bin", fx.s("motd")),
+            "--add",
+            &format!("{}:/etc/", fx.s("motd")),
+            "--delete",
+            "/no/such/file",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("/no/such/file") && stderr.contains("nothing to delete"),
+        "{stderr}"
+    );
+    let rootfs = fx.path("exported");
+    dy(
+        &cache,
+        &[
+            "export",
+            &format!("docker-archive:{}", edited.display()),
+            &fx.s("exported"),
+        ],
+    );
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("bin/motd")).unwrap(),
+        "hello from motd\n"
+    );
+    assert!(rootfs.join("etc/motd").is_file());
+    assert!(
+        rootfs.join("bin/busybox").is_file(),
+        "/bin kept its contents"
+    );
+    let Some(docker) = Dockerd::start() else {
+        return;
+    };
+    run_ok(docker.docker().args(["load", "-i"]).arg(&edited));
+    let ran = run_ok(docker.docker().args([
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "test/edited:1",
+        "/bin/sh",
+        "-c",
+        "cat /bin/motd /etc/motd",
+    ]));
+    assert_eq!(
+        String::from_utf8_lossy(&ran.stdout),
+        "hello from motd\nhello from motd\n"
+    );
+}

@@ -14,6 +14,7 @@ pub mod layer;
 pub mod manifest;
 pub mod media;
 pub mod mutate;
+pub mod paths;
 pub mod platform;
 pub mod progress;
 pub mod reference;

@@ -2,8 +2,9 @@
 //! remove layers, add one layer (host files and deletions), edit the
 //! config, set the manifest family.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
+use dockyard_image::paths::PathKind;
 use dockyard_image::tar::{LayerBuilder, LayerOptions};
 use dockyard_image::{ConfigEdit, Image, Platform, Store};
 
@@ -33,6 +34,30 @@ pub struct Mutation {
     pub docker_format: Option<bool>,
 }
 
+/// Where a host path goes, as Dockerfile COPY decides: a file copied to
+/// `DEST/` or to a directory that exists in the image (symlinks followed)
+/// lands inside it; a directory's contents go into DEST. A file never
+/// replaces a directory.
+fn copy_destination(image: &Image, host: &Path, dest: &str) -> Result<String> {
+    if host.is_dir() {
+        return Ok(dest.to_string());
+    }
+    let name = host
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let trimmed = dest.trim_end_matches('/');
+    if dest.ends_with('/') || trimmed.is_empty() {
+        // Into this directory; follow it if it is a symlink in the image.
+        let (dir, _) = image.resolve_path(trimmed)?;
+        return Ok(format!("{}/{name}", dir.trim_end_matches('/')));
+    }
+    match image.resolve_path(trimmed)? {
+        (dir, Some(PathKind::Dir)) => Ok(format!("{}/{name}", dir.trim_end_matches('/'))),
+        _ => Ok(dest.to_string()),
+    }
+}
+
 impl Mutation {
     /// Apply to `image`; a new layer is built straight into `store`.
     pub fn apply(&self, mut image: Image, store: &Store) -> Result<Image> {
@@ -55,11 +80,17 @@ impl Mutation {
             // the same image; the layer's digest names the content.
             let mut described = Vec::new();
             for (host, dest) in &self.add {
-                builder.add_path(host, dest)?;
+                let dest = copy_destination(&image, host, dest)?;
+                builder.add_path(host, &dest)?;
                 let kind = if host.is_dir() { "dir" } else { "file" };
                 described.push(format!("ADD {kind} in {dest}"));
             }
             for path in &self.delete {
+                if image.path_kind(path)?.is_none() {
+                    tracing::warn!(
+                        "--delete {path}: the image has no such path; nothing to delete"
+                    );
+                }
                 builder.delete(path)?;
                 described.push(format!("DELETE {path}"));
             }

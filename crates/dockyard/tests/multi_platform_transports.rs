@@ -513,3 +513,52 @@ fn mutate_platform_picks_from_an_index_and_sets_a_single_image() {
         .unwrap();
     assert_eq!(relabelled.platform(), other_platform());
 }
+
+#[test]
+fn a_file_added_to_a_symlinked_directory_lands_where_it_points() {
+    use dockyard::ConfigEdit;
+    use dockyard_image::tar::{LayerBuilder, LayerOptions};
+    let tmp = tempfile::tempdir().unwrap();
+    let dy = facade(tmp.path());
+    // A merged-/usr base: /bin is a symlink to usr/bin.
+    let store = dy.store().unwrap();
+    let mut b = LayerBuilder::new(LayerOptions::default());
+    b.add_contents("/usr/bin/tool", "tool\n", 0o755)
+        .unwrap()
+        .add_symlink("/bin", "usr/bin")
+        .unwrap();
+    let base = dockyard::Image::scratch(&Platform::host())
+        .append_layer(b.build_in_store(&store).unwrap(), "base");
+    let src = format!("oci:{}:base", tmp.path().join("base").display());
+    dy.write(&base.into(), &src, &WriteOptions::default())
+        .unwrap();
+    let motd = tmp.path().join("motd");
+    std::fs::write(&motd, "m\n").unwrap();
+    let edited = dy
+        .mutate(
+            &src,
+            &dockyard::Mutation {
+                add: vec![(motd, "/bin".into())],
+                config: vec![ConfigEdit::Env("A".into(), "1".into())],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let rootfs = tmp.path().join("rootfs");
+    let out = format!("oci:{}:e", tmp.path().join("edited").display());
+    dy.write(&edited.into(), &out, &WriteOptions::default())
+        .unwrap();
+    dy.export(&out, &rootfs, None).unwrap();
+    assert!(
+        std::fs::symlink_metadata(rootfs.join("bin"))
+            .unwrap()
+            .file_type()
+            .is_symlink(),
+        "/bin is still the symlink"
+    );
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("usr/bin/motd")).unwrap(),
+        "m\n"
+    );
+    assert!(rootfs.join("usr/bin/tool").is_file());
+}
