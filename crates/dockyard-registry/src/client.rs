@@ -316,7 +316,11 @@ impl Registry {
                 }
             };
             let status = resp.status();
-            if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+            // 501 Not Implemented will not change with a retry (an ordinary
+            // web server answering registry paths).
+            let retryable = (status.is_server_error() && status != StatusCode::NOT_IMPLEMENTED)
+                || status == StatusCode::TOO_MANY_REQUESTS;
+            if retryable {
                 last = format!("token server answered {status}");
                 retry_after = retry_after_of(&resp);
                 continue;
@@ -443,7 +447,11 @@ impl Registry {
                 self.auth.lock().await.challenge = Some(challenge);
                 continue;
             }
-            if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+            // 501 Not Implemented will not change with a retry (an ordinary
+            // web server answering registry paths).
+            let retryable = (status.is_server_error() && status != StatusCode::NOT_IMPLEMENTED)
+                || status == StatusCode::TOO_MANY_REQUESTS;
+            if retryable {
                 let retry_after = retry_after_of(&resp);
                 last = format!("HTTP {status}");
                 attempt += 1;
@@ -497,6 +505,25 @@ impl Registry {
         self.check(resp, what).await
     }
 
+    /// When `/v2/` does not answer as a registry API does (200, or 401
+    /// asking for credentials), the host is some other web server: say so
+    /// rather than "not found".
+    async fn not_a_registry(&self) -> Option<RegistryError> {
+        let url = self.url("v2/").ok()?;
+        let resp = self.http.get(url.clone()).send().await.ok()?;
+        let status = resp.status();
+        let api_header = resp
+            .headers()
+            .contains_key("docker-distribution-api-version");
+        if status.is_success() || status == StatusCode::UNAUTHORIZED || api_header {
+            return None;
+        }
+        Some(RegistryError::NotARegistry {
+            url: url.to_string(),
+            status: status.as_u16(),
+        })
+    }
+
     /// Turn a non-2xx response into an error (reading a bounded body).
     pub(crate) async fn check(&self, resp: Response, what: &str) -> Result<Response> {
         let status = resp.status();
@@ -535,6 +562,11 @@ impl Registry {
                 url: url.clone(),
                 body: format!("the registry computed a different digest for the uploaded bytes: the local copy is corrupt ({})", body.trim()),
             });
+        }
+        if status == StatusCode::NOT_FOUND || status == StatusCode::NOT_IMPLEMENTED {
+            if let Some(e) = self.not_a_registry().await {
+                return Err(e);
+            }
         }
         if status == StatusCode::NOT_FOUND {
             return Err(RegistryError::NotFound {

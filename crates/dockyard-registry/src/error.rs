@@ -67,6 +67,9 @@ pub enum RegistryError {
     #[error("cannot push to {reference}: the image's digest is {actual}")]
     DigestReference { reference: String, actual: Digest },
 
+    #[error("{url} answered HTTP {status}: this host is not a container registry (no registry API at /v2/)")]
+    NotARegistry { url: String, status: u16 },
+
     #[error("internal error: {reason}")]
     Internal { reason: String },
 }
@@ -92,6 +95,7 @@ impl RegistryError {
             | RegistryError::InvalidHost { .. }
             | RegistryError::Protocol { .. }
             | RegistryError::DigestReference { .. }
+            | RegistryError::NotARegistry { .. }
             | RegistryError::DigestMismatch { .. } => true,
             RegistryError::Internal { .. } => false,
             RegistryError::Http { status, .. } => (400..500).contains(status),

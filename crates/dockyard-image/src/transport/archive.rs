@@ -46,6 +46,7 @@ fn digest_in_name(name: &str) -> Option<Digest> {
 /// Read one image (or, from a Docker ≥25 archive, the index it saved)
 /// from a docker archive.
 pub fn read_docker_archive(path: &Path, wanted: Option<&str>) -> Result<Manifest> {
+    refuse_directory(path)?;
     let index = TarIndex::open(path)?;
     // Docker ≥25 (and dockyard) archives carry an OCI layout: its exact
     // manifests and indexes are what the archive holds. Names only
@@ -548,8 +549,20 @@ fn blob_name(d: &Digest) -> String {
     format!("blobs/{}/{}", d.algorithm().name(), d.hex())
 }
 
+/// An archive transport given a directory: name the transport that reads it.
+fn refuse_directory(path: &Path) -> Result<()> {
+    if path.is_dir() {
+        return Err(invalid(
+            path,
+            "is a directory, not a tar archive; read an OCI layout directory with oci:DIR",
+        ));
+    }
+    Ok(())
+}
+
 /// Read an oci-archive tar.
 pub fn read_oci_archive(path: &Path, wanted: Option<&str>) -> Result<Manifest> {
+    refuse_directory(path)?;
     let index = TarIndex::open(path)?;
     if !index.contains("index.json") {
         return Err(invalid(path, "no index.json: not an oci-archive"));

@@ -55,6 +55,12 @@ impl BlobProvider for LayoutDir {
     }
     fn index_json(&self) -> Result<Vec<u8>> {
         let p = self.0.join("index.json");
+        if self.0.is_file() {
+            return Err(Error::InvalidArchive {
+                path: self.0.clone(),
+                reason: "is a file, not an OCI layout directory; read a tar with docker-archive: or oci-archive:".into(),
+            });
+        }
         if !p.exists() {
             return Err(Error::InvalidArchive {
                 path: self.0.clone(),
