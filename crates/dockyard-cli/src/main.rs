@@ -258,7 +258,22 @@ pub(crate) fn usage(message: impl Into<String>) -> Failure {
 
 pub(crate) type CliResult<T = ()> = Result<T, Failure>;
 
+/// Ctrl-C (SIGINT) or SIGTERM: remove this run's temporary files, then
+/// end with the shell's code for the signal (130, 143).
+fn remove_temp_files_on_signals() {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    if let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) {
+        std::thread::spawn(move || {
+            if let Some(signal) = signals.forever().next() {
+                dockyard::remove_temp_files();
+                std::process::exit(128 + signal);
+            }
+        });
+    }
+}
+
 fn main() -> ExitCode {
+    remove_temp_files_on_signals();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

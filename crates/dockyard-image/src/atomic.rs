@@ -50,6 +50,66 @@ pub fn apply_umask(path: &Path, dir: bool) -> io::Result<()> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(base & !umask()))
 }
 
+/// Temporary files and directories of this process, removed by
+/// `remove_temp_files` when a signal ends it (destructors do not run then).
+static TEMPS: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+/// The prefix of this process's temporary names: `.dockyard-tmp-PID-`, so
+/// a later run can tell which leftovers belong to processes now gone.
+pub fn temp_prefix() -> String {
+    format!(".dockyard-tmp-{}-", std::process::id())
+}
+
+/// Note a temporary path to remove if a signal ends the process.
+pub fn register_temp(path: &Path) {
+    if let Ok(mut t) = TEMPS.lock() {
+        t.push(path.to_path_buf());
+    }
+}
+
+/// The temporary path became an output (renamed) or was removed.
+pub fn unregister_temp(path: &Path) {
+    if let Ok(mut t) = TEMPS.lock() {
+        t.retain(|p| p != path);
+    }
+}
+
+/// Remove every registered temporary (on SIGINT/SIGTERM).
+pub fn remove_temp_files() {
+    let paths = match TEMPS.lock() {
+        Ok(mut t) => std::mem::take(&mut *t),
+        Err(_) => return,
+    };
+    for p in paths {
+        let _ = std::fs::remove_dir_all(&p).or_else(|_| std::fs::remove_file(&p));
+    }
+}
+
+/// Remove temporaries in `dir` left by dockyard processes that no longer
+/// run (killed before they could clean up). Others' live work is kept.
+pub fn remove_stale_temps(dir: &Path) {
+    let Ok(list) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in list.flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        let Some(pid) = name
+            .strip_prefix(".dockyard-tmp-")
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        // SAFETY: kill with signal 0 only asks whether the process exists.
+        let gone = unsafe { libc::kill(pid, 0) } != 0
+            && io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+        if gone {
+            let p = entry.path();
+            let _ = std::fs::remove_dir_all(&p).or_else(|_| std::fs::remove_file(&p));
+        }
+    }
+}
+
 pub struct AtomicFile {
     temp: NamedTempFile,
     dest: PathBuf,
@@ -59,10 +119,12 @@ impl AtomicFile {
     /// Start writing `dest`; its directory must exist.
     pub fn create(dest: &Path) -> Result<AtomicFile> {
         let dir = output_parent(dest)?;
+        remove_stale_temps(&dir);
         let temp = tempfile::Builder::new()
-            .prefix(".dockyard-tmp-")
+            .prefix(&temp_prefix())
             .tempfile_in(&dir)
             .at(dest)?;
+        register_temp(temp.path());
         Ok(AtomicFile {
             temp,
             dest: dest.to_path_buf(),
@@ -79,6 +141,7 @@ impl AtomicFile {
     /// name but power-loss durability is not promised (as with cp or
     /// skopeo). The store uses `commit`.
     pub fn commit_unsynced(self) -> Result<()> {
+        unregister_temp(self.temp.path());
         apply_umask(self.temp.path(), false).at(&self.dest)?;
         self.temp
             .persist(&self.dest)
@@ -89,6 +152,7 @@ impl AtomicFile {
 
     /// fsync and rename into place.
     pub fn commit(self) -> Result<()> {
+        unregister_temp(self.temp.path());
         apply_umask(self.temp.path(), false).at(&self.dest)?;
         self.temp.as_file().sync_all().at(&self.dest)?;
         self.temp

@@ -122,12 +122,13 @@ impl BlobWriter {
     pub(crate) fn anonymous(dir: &Path) -> Result<BlobWriter> {
         fs::create_dir_all(dir).at(dir)?;
         let (file, temp) = tempfile::Builder::new()
-            .prefix(".dockyard-tmp-")
+            .prefix(&crate::atomic::temp_prefix())
             .tempfile_in(dir)
             .at(dir)?
             .keep()
             .map_err(|e| e.error)
             .at(dir)?;
+        crate::atomic::register_temp(&temp);
         Ok(BlobWriter {
             dir: dir.to_path_buf(),
             temp,
@@ -169,6 +170,7 @@ impl BlobWriter {
     /// names both digests.
     pub fn commit(mut self) -> Result<(Digest, PathBuf)> {
         self.finished = true;
+        crate::atomic::unregister_temp(&self.temp);
         let flushed = self
             .file
             .flush()
@@ -220,6 +222,7 @@ impl BlobWriter {
     /// Give up: the partial file is removed, even a resumable one.
     pub fn discard(mut self) {
         self.finished = true;
+        crate::atomic::unregister_temp(&self.temp);
         let _ = fs::remove_file(&self.temp);
     }
 }

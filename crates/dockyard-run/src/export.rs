@@ -318,10 +318,12 @@ pub fn export_rootfs(image: &Image, dest: &Path, progress: &dyn Progress) -> Res
             reason: "not a directory",
         });
     }
+    dockyard_image::atomic::remove_stale_temps(&parent);
     let temp = tempfile::Builder::new()
-        .prefix(".dockyard-export-")
+        .prefix(&format!("{}export-", dockyard_image::atomic::temp_prefix()))
         .tempdir_in(&parent)
         .at(&parent)?;
+    dockyard_image::atomic::register_temp(temp.path());
     let mut fs_state = Rootfs {
         root: temp.path(),
         this_layer: HashSet::new(),
@@ -355,6 +357,7 @@ pub fn export_rootfs(image: &Image, dest: &Path, progress: &dyn Progress) -> Res
     }
     // The new directory itself gets the mode any tool's output would.
     dockyard_image::atomic::apply_umask(temp.path(), true).at(temp.path())?;
+    dockyard_image::atomic::unregister_temp(temp.path());
     let built = temp.keep();
     if dest.exists() {
         fs::remove_dir(dest).at(dest)?;

@@ -28,6 +28,7 @@ mod mutation;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
+pub use dockyard_image::atomic::remove_temp_files;
 pub use dockyard_image::media::Compression;
 pub use dockyard_image::mutate::{command, exposed_ports};
 pub use dockyard_image::progress::{Phase, Progress, Silent};

@@ -357,12 +357,16 @@ pub fn write_layout_dir(
     if dir.exists() {
         return fill_layout_dir(dir, manifest, ref_name, progress);
     }
+    crate::atomic::remove_stale_temps(&parent);
     let temp = tempfile::Builder::new()
-        .prefix(".dockyard-tmp-layout-")
+        .prefix(&format!("{}layout-", crate::atomic::temp_prefix()))
         .tempdir_in(&parent)
         .at(&parent)?;
-    fill_layout_dir(temp.path(), manifest, ref_name, progress)?;
-    crate::atomic::apply_umask(temp.path(), true).at(temp.path())?;
+    crate::atomic::register_temp(temp.path());
+    let filled = fill_layout_dir(temp.path(), manifest, ref_name, progress)
+        .and_then(|_| crate::atomic::apply_umask(temp.path(), true).at(temp.path()));
+    crate::atomic::unregister_temp(temp.path());
+    filled?;
     let built = temp.keep();
     fs::rename(&built, dir).map_err(|e| {
         let _ = fs::remove_dir_all(&built);
