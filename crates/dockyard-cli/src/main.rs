@@ -129,12 +129,20 @@ enum Command {
         #[arg(long)]
         platform: Option<String>,
     },
-    /// Write the flattened root filesystem (whiteouts applied) into DIR.
+    /// Write the flattened root filesystem (whiteouts applied) into DIR:
+    /// modes and mtimes as the layers give them; owners too when run as root,
+    /// else files belong to you and lose setuid/setgid bits.
     Export {
+        /// The image, e.g. docker-archive:app.tar, oci:DIR:tag, docker://REF.
         src: String,
+        /// The directory to create (must not exist, or be empty).
         dir: PathBuf,
+        /// From a multi-platform image, this platform (os/arch[/variant]).
         #[arg(long)]
         platform: Option<String>,
+        /// Keep setuid/setgid bits even when not running as root.
+        #[arg(long)]
+        keep_setuid: bool,
     },
     /// The local image cache.
     Cache {
@@ -533,8 +541,15 @@ fn run(cli: Cli) -> CliResult {
             };
             printed.or_else(|e| stdout_failed(e))
         }
-        Command::Export { src, dir, platform } => {
-            let (image, n) = dy.export(&src, &dir, parse_platform(&platform)?.as_ref())?;
+        Command::Export {
+            src,
+            dir,
+            platform,
+            keep_setuid,
+        } => {
+            let options = dockyard::ExportOptions { keep_setuid };
+            let (image, n) =
+                dy.export_with(&src, &dir, parse_platform(&platform)?.as_ref(), &options)?;
             eprintln!(
                 "exported {n} layers of {} into {}",
                 image.digest(),

@@ -47,6 +47,39 @@ struct Rootfs<'a> {
     this_layer: HashSet<Vec<u8>>,
     dir_modes: Vec<(PathBuf, u32)>,
     is_root: bool,
+    /// Keep setuid/setgid bits (as root they are always kept).
+    keep_setuid: bool,
+    /// Directory mtimes, set last (writing children changes them).
+    dir_times: Vec<(PathBuf, u64)>,
+}
+
+/// Set a path's mtime (and atime) without following a symlink.
+fn set_mtime(path: &Path, secs: u64) -> Result<()> {
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|_| Error::Io {
+        path: path.to_path_buf(),
+        source: io::Error::new(io::ErrorKind::InvalidInput, "NUL in path"),
+    })?;
+    let t = libc::timespec {
+        tv_sec: secs as libc::time_t,
+        tv_nsec: 0,
+    };
+    let times = [t, t];
+    // SAFETY: c is a valid NUL-terminated path and `times` holds two timespecs.
+    let r = unsafe {
+        libc::utimensat(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            times.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    if r != 0 {
+        return Err(Error::Io {
+            path: path.to_path_buf(),
+            source: io::Error::last_os_error(),
+        });
+    }
+    Ok(())
 }
 
 impl Rootfs<'_> {
@@ -156,7 +189,13 @@ impl Rootfs<'_> {
         let path = self.prepare_parent(&raw, &comps)?;
         let key = comps.join(&b'/');
         let header = entry.header().clone();
-        let mode = header.mode().map_err(|e| layer_error(layer_name, e))? & 0o7777;
+        let mut mode = header.mode().map_err(|e| layer_error(layer_name, e))? & 0o7777;
+        // setuid/setgid files owned by the wrong user are a hazard: kept
+        // only where ownership is kept too (root), or when asked.
+        if !self.is_root && !self.keep_setuid {
+            mode &= !0o6000;
+        }
+        let mtime = header.mtime().unwrap_or(0);
         let kind = header.entry_type();
         match kind {
             tar::EntryType::Directory => {
@@ -180,7 +219,6 @@ impl Rootfs<'_> {
                     .open(&path)
                     .at(&path)?;
                 io::copy(&mut entry, &mut f).map_err(|e| layer_error(layer_name, e))?;
-                fs::set_permissions(&path, fs::Permissions::from_mode(mode)).at(&path)?;
             }
             tar::EntryType::Symlink => {
                 let target = entry
@@ -263,6 +301,17 @@ impl Rootfs<'_> {
             // SAFETY: c is a valid NUL-terminated path; lchown does not follow symlinks.
             unsafe { libc::lchown(c.as_ptr(), uid, gid) };
         }
+        // The mode after the owner: a chown clears setuid/setgid bits.
+        if matches!(kind, tar::EntryType::Regular | tar::EntryType::Continuous) {
+            fs::set_permissions(&path, fs::Permissions::from_mode(mode)).at(&path)?;
+        }
+        // The mtime the layer gives (as docker export and umoci unpack
+        // keep it); directories get theirs once their children are written.
+        match kind {
+            tar::EntryType::Directory => self.dir_times.push((path.clone(), mtime)),
+            tar::EntryType::Link => {}
+            _ => set_mtime(&path, mtime)?,
+        }
         self.this_layer.insert(key);
         Ok(())
     }
@@ -301,9 +350,30 @@ fn layer_error(layer: &str, e: io::Error) -> Error {
     }
 }
 
+/// How to export.
+#[derive(Clone, Debug, Default)]
+pub struct ExportOptions {
+    /// Keep setuid/setgid bits when not running as root (files then belong
+    /// to the user running the export, not to their owner in the image).
+    pub keep_setuid: bool,
+}
+
 /// Export the flattened rootfs of `image` into `dest`, which must not exist
 /// (or be an empty directory). Returns the number of layers applied.
+/// Files keep the mode and mtime their layer gives. As root they keep
+/// their owners too; otherwise they belong to the user running the export
+/// and lose setuid/setgid bits unless `keep_setuid`.
 pub fn export_rootfs(image: &Image, dest: &Path, progress: &dyn Progress) -> Result<usize> {
+    export_rootfs_with(image, dest, &ExportOptions::default(), progress)
+}
+
+/// `export_rootfs` with options.
+pub fn export_rootfs_with(
+    image: &Image,
+    dest: &Path,
+    options: &ExportOptions,
+    progress: &dyn Progress,
+) -> Result<usize> {
     let parent = dockyard_image::atomic::output_parent(dest)?;
     if let Ok(mut list) = fs::read_dir(dest) {
         if list.next().is_some() {
@@ -329,6 +399,8 @@ pub fn export_rootfs(image: &Image, dest: &Path, progress: &dyn Progress) -> Res
         this_layer: HashSet::new(),
         dir_modes: Vec::new(),
         is_root: unsafe { libc::geteuid() } == 0,
+        keep_setuid: options.keep_setuid,
+        dir_times: Vec::new(),
     };
     for layer in image.layers() {
         let name = format!("layer {}", layer.digest());
@@ -353,6 +425,15 @@ pub fn export_rootfs(image: &Image, dest: &Path, progress: &dyn Progress) -> Res
         // path of real directories inside the root gets its mode.
         if is_real_dir_below(temp.path(), &p) {
             fs::set_permissions(&p, fs::Permissions::from_mode(mode)).at(&p)?;
+        }
+    }
+    let mut times = std::mem::take(&mut fs_state.dir_times);
+    times.reverse();
+    let mut done = HashSet::new();
+    for (p, mtime) in times {
+        // The newest layer's time for a directory is the one that counts.
+        if done.insert(p.clone()) && is_real_dir_below(temp.path(), &p) {
+            set_mtime(&p, mtime)?;
         }
     }
     // The new directory itself gets the mode any tool's output would.

@@ -2,4 +2,4 @@
 
 pub mod export;
 
-pub use export::export_rootfs;
+pub use export::{export_rootfs, export_rootfs_with, ExportOptions};

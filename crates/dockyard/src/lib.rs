@@ -37,6 +37,7 @@ pub use dockyard_image::{
     Platform, Reference, Store,
 };
 pub use dockyard_registry::{ClientOptions, Credentials, Registry};
+pub use dockyard_run::ExportOptions;
 pub use error::{Error, Result};
 pub use inspect::Inspection;
 pub use mutation::{LayerRemoval, Mutation};
@@ -457,6 +458,17 @@ impl Dockyard {
         dir: &Path,
         platform: Option<&Platform>,
     ) -> Result<(Image, usize)> {
+        self.export_with(src, dir, platform, &ExportOptions::default())
+    }
+
+    /// `export` with options (`keep_setuid`).
+    pub fn export_with(
+        &self,
+        src: &str,
+        dir: &Path,
+        platform: Option<&Platform>,
+        options: &ExportOptions,
+    ) -> Result<(Image, usize)> {
         let image = self.open_image(src, platform)?;
         let store = if has_remote_blobs(&Manifest::Image(image.clone())) {
             Some(self.store()?)
@@ -470,7 +482,7 @@ impl Dockyard {
                 .into_image(src, None)?,
             None => image,
         };
-        let n = dockyard_run::export_rootfs(&image, dir, self.progress())?;
+        let n = dockyard_run::export_rootfs_with(&image, dir, options, self.progress())?;
         Ok((image, n))
     }
 
