@@ -107,3 +107,24 @@ fn a_bare_reference_with_a_port_means_the_store() {
         user_error(&out, "the store");
     }
 }
+
+#[test]
+fn an_output_that_is_a_directory_says_what_was_expected() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let dir = tmp.path().join("out");
+    std::fs::create_dir(&dir).unwrap();
+    for dest in [format!("{}/", dir.display()), dir.display().to_string()] {
+        let out = dockyard(
+            &cache,
+            &[
+                "mutate",
+                "scratch",
+                &format!("docker-archive:{dest}"),
+                "--env",
+                "A=1",
+            ],
+        );
+        user_error(&out, "name the file to write");
+    }
+}

@@ -36,6 +36,18 @@ fn a_run_removes_what_killed_runs_left_behind() {
     std::fs::create_dir(&stale_dir).unwrap();
     let live = out.join(format!(".dockyard-tmp-{}-mine", std::process::id()));
     std::fs::write(&live, b"in use").unwrap();
+    // Dead runs' leftovers are old; a fresh one may be another
+    // container's live work (pids are per namespace) and stays.
+    let fresh = out.join(format!(".dockyard-tmp-{dead}-fresh"));
+    std::fs::write(&fresh, b"recent").unwrap();
+    for old in [&stale, &stale_dir, &live] {
+        let touched = Command::new("touch")
+            .args(["-h", "-d", "2 hours ago"])
+            .arg(old)
+            .status()
+            .unwrap();
+        assert!(touched.success());
+    }
     let status = dockyard()
         .env("DOCKYARD_CACHE", tmp.path().join("cache"))
         .args([
@@ -49,6 +61,7 @@ fn a_run_removes_what_killed_runs_left_behind() {
     assert!(status.success());
     assert!(!stale.exists() && !stale_dir.exists(), "{:?}", temps(&out));
     assert!(live.exists(), "a live process's temporary is not touched");
+    assert!(fresh.exists(), "a recent temporary is not touched");
 }
 
 #[test]

@@ -74,20 +74,34 @@ pub fn unregister_temp(path: &Path) {
     }
 }
 
-/// Remove every registered temporary (on SIGINT/SIGTERM).
+/// Rename a registered temporary into place (`rename` does it) and forget
+/// it — never while a signal is removing temporaries, so an output is
+/// either renamed whole or removed, not emptied after its rename.
+pub fn commit_temp<T>(path: &Path, rename: impl FnOnce() -> T) -> T {
+    let mut temps = TEMPS.lock().unwrap_or_else(|e| e.into_inner());
+    let result = rename();
+    temps.retain(|p| p != path);
+    result
+}
+
+/// Remove every registered temporary (on SIGINT/SIGTERM). The process is
+/// ending: the registry stays locked, so nothing is renamed afterwards.
 pub fn remove_temp_files() {
-    let paths = match TEMPS.lock() {
-        Ok(mut t) => std::mem::take(&mut *t),
-        Err(_) => return,
-    };
-    for p in paths {
-        let _ = std::fs::remove_dir_all(&p).or_else(|_| std::fs::remove_file(&p));
+    let temps = TEMPS.lock().unwrap_or_else(|e| e.into_inner());
+    for p in temps.iter() {
+        let _ = std::fs::remove_dir_all(p).or_else(|_| std::fs::remove_file(p));
     }
+    std::mem::forget(temps);
 }
 
 /// Remove temporaries in `dir` left by dockyard processes that no longer
-/// run (killed before they could clean up). Others' live work is kept.
+/// run (killed before they could clean up): named for a process that does
+/// not exist, owned by this user, and untouched for an hour — a pid alone
+/// says nothing across containers sharing a folder.
 pub fn remove_stale_temps(dir: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: getuid has no preconditions.
+    let me = unsafe { libc::getuid() };
     let Ok(list) = std::fs::read_dir(dir) else {
         return;
     };
@@ -95,11 +109,23 @@ pub fn remove_stale_temps(dir: &Path) {
         let name = entry.file_name().to_string_lossy().to_string();
         let Some(pid) = name
             .strip_prefix(".dockyard-tmp-")
-            .and_then(|rest| rest.split('-').next())
-            .and_then(|p| p.parse::<i32>().ok())
+            .and_then(|rest| rest.split_once('-'))
+            .and_then(|(p, _)| p.parse::<i32>().ok())
         else {
             continue;
         };
+        let Ok(meta) = entry.path().symlink_metadata() else {
+            continue;
+        };
+        let idle = meta
+            .modified()
+            .ok()
+            .and_then(|m| m.elapsed().ok())
+            .map(|age| age > std::time::Duration::from_secs(3600))
+            .unwrap_or(false);
+        if meta.uid() != me || !idle {
+            continue;
+        }
         // SAFETY: kill with signal 0 only asks whether the process exists.
         let gone = unsafe { libc::kill(pid, 0) } != 0
             && io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
@@ -118,6 +144,12 @@ pub struct AtomicFile {
 impl AtomicFile {
     /// Start writing `dest`; its directory must exist.
     pub fn create(dest: &Path) -> Result<AtomicFile> {
+        if dest.is_dir() || dest.as_os_str().to_string_lossy().ends_with('/') {
+            return Err(crate::error::Error::InvalidLocation {
+                input: dest.display().to_string(),
+                reason: "names a directory; name the file to write, e.g. DIR/image.tar".into(),
+            });
+        }
         let dir = output_parent(dest)?;
         remove_stale_temps(&dir);
         let temp = tempfile::Builder::new()
@@ -141,10 +173,11 @@ impl AtomicFile {
     /// name but power-loss durability is not promised (as with cp or
     /// skopeo). The store uses `commit`.
     pub fn commit_unsynced(self) -> Result<()> {
-        unregister_temp(self.temp.path());
         apply_umask(self.temp.path(), false).at(&self.dest)?;
-        self.temp
-            .persist(&self.dest)
+        let temp_path = self.temp.path().to_path_buf();
+        let dest = self.dest.clone();
+        let temp = self.temp;
+        commit_temp(&temp_path, || temp.persist(&dest))
             .map_err(|e| e.error)
             .at(&self.dest)?;
         Ok(())
@@ -152,11 +185,12 @@ impl AtomicFile {
 
     /// fsync and rename into place.
     pub fn commit(self) -> Result<()> {
-        unregister_temp(self.temp.path());
         apply_umask(self.temp.path(), false).at(&self.dest)?;
         self.temp.as_file().sync_all().at(&self.dest)?;
-        self.temp
-            .persist(&self.dest)
+        let temp_path = self.temp.path().to_path_buf();
+        let dest = self.dest.clone();
+        let temp = self.temp;
+        commit_temp(&temp_path, || temp.persist(&dest))
             .map_err(|e| e.error)
             .at(&self.dest)?;
         if let Some(dir) = self.dest.parent() {

@@ -170,7 +170,6 @@ impl BlobWriter {
     /// names both digests.
     pub fn commit(mut self) -> Result<(Digest, PathBuf)> {
         self.finished = true;
-        crate::atomic::unregister_temp(&self.temp);
         let flushed = self
             .file
             .flush()
@@ -208,7 +207,7 @@ impl BlobWriter {
         // be edited in place, so the cache cannot be corrupted through it.
         let _ = fs::set_permissions(&self.temp, fs::Permissions::from_mode(0o444));
         let dest = self.dir.join(actual.hex());
-        fs::rename(&self.temp, &dest).map_err(|e| {
+        crate::atomic::commit_temp(&self.temp, || fs::rename(&self.temp, &dest)).map_err(|e| {
             let _ = fs::remove_file(&self.temp);
             Error::Io {
                 path: dest.clone(),

@@ -121,6 +121,8 @@ pub(crate) struct AuthState {
 #[derive(Clone)]
 pub struct Registry {
     pub(crate) http: reqwest::Client,
+    /// The same without a read timeout, for requests that send a body.
+    pub(crate) http_upload: reqwest::Client,
     /// The name as users write it (`docker.io`, `127.0.0.1:5000`).
     pub(crate) name: String,
     pub(crate) base: Url,
@@ -175,24 +177,36 @@ impl WithoutUrl for reqwest::Error {
 impl Registry {
     /// Connect to a registry by name (`docker.io`, `ghcr.io`, `127.0.0.1:5000`).
     pub async fn connect(name: &str, opts: ClientOptions) -> Result<Registry> {
-        let mut builder = reqwest::Client::builder()
-            .user_agent(concat!("dockyard/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(opts.connect_timeout)
-            .read_timeout(opts.timeout)
-            .danger_accept_invalid_certs(opts.insecure_skip_tls_verify);
+        let mut given = Vec::new();
         if !opts.ca_certs.is_empty() && !opts.insecure_skip_tls_verify {
-            let mut given = Vec::new();
             for ca in &opts.ca_certs {
                 let pem = std::fs::read(ca).map_err(|e| RegistryError::Tls {
                     reason: format!("{}: {e}", ca.display()),
                 })?;
                 given.push((ca.clone(), pem));
             }
-            builder = builder.use_preconfigured_tls(crate::tls::client_config(&given)?);
         }
-        let http = builder.build().map_err(|e| RegistryError::Tls {
-            reason: format!("cannot set up the HTTP client: {}", describe(&e)),
-        })?;
+        let client = |read_timeout: Option<Duration>| -> Result<reqwest::Client> {
+            let mut builder = reqwest::Client::builder()
+                .user_agent(concat!("dockyard/", env!("CARGO_PKG_VERSION")))
+                .connect_timeout(opts.connect_timeout)
+                .danger_accept_invalid_certs(opts.insecure_skip_tls_verify);
+            if let Some(t) = read_timeout {
+                builder = builder.read_timeout(t);
+            }
+            if !given.is_empty() {
+                builder = builder.use_preconfigured_tls(crate::tls::client_config(&given)?);
+            }
+            builder.build().map_err(|e| RegistryError::Tls {
+                reason: format!("cannot set up the HTTP client: {}", describe(&e)),
+            })
+        };
+        // reqwest's read timeout runs from the request's start until the
+        // response headers, so a long upload would trip it: requests that
+        // send a body use a client without it (a silent server still ends
+        // them through the connection's own errors and the retry bound).
+        let http = client(Some(opts.timeout))?;
+        let http_upload = client(None)?;
         let host = api_host(name);
         let scheme = if opts.plain_http {
             "http"
@@ -209,6 +223,7 @@ impl Registry {
         let credentials = opts.credentials.clone();
         Ok(Registry {
             http,
+            http_upload,
             name: name.to_string(),
             base,
             auth: Arc::new(Mutex::new(AuthState {
@@ -393,8 +408,12 @@ impl Registry {
                 None
             };
             force_new_token = false;
-            let mut req = self
-                .http
+            let http = if body.is_some() {
+                &self.http_upload
+            } else {
+                &self.http
+            };
+            let mut req = http
                 .request(method.clone(), url.clone())
                 .headers(headers.clone());
             if let Some(a) = &authorization {
@@ -515,7 +534,10 @@ impl Registry {
         let api_header = resp
             .headers()
             .contains_key("docker-distribution-api-version");
-        if status.is_success() || status == StatusCode::UNAUTHORIZED || api_header {
+        // Only an answer that says "no such API" counts; a passing 503 or
+        // 429 from a load balancer does not.
+        let no_api = matches!(status.as_u16(), 404 | 405 | 501);
+        if !no_api || api_header {
             return None;
         }
         Some(RegistryError::NotARegistry {

@@ -386,7 +386,7 @@ fn a_blob_that_stalls_mid_way_is_resumed() {
     };
     let proxy = FaultProxy::start(registry.port(), Fault::StallMidBlob);
     let opts = ClientOptions {
-        timeout: Duration::from_secs(1),
+        timeout: Duration::from_secs(3),
         ..options()
     };
     let client = connect(&rt, &proxy.host(), opts);

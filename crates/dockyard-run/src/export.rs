@@ -190,13 +190,14 @@ impl Rootfs<'_> {
         let key = comps.join(&b'/');
         let header = entry.header().clone();
         let mut mode = header.mode().map_err(|e| layer_error(layer_name, e))? & 0o7777;
-        // setuid/setgid files owned by the wrong user are a hazard: kept
-        // only where ownership is kept too (root), or when asked.
-        if !self.is_root && !self.keep_setuid {
-            mode &= !0o6000;
-        }
         let mtime = header.mtime().unwrap_or(0);
         let kind = header.entry_type();
+        // setuid/setgid files owned by the wrong user are a hazard: kept
+        // only where ownership is kept too (root), or when asked. (A
+        // directory's setgid bit only passes its group on: kept.)
+        if !self.is_root && !self.keep_setuid && kind != tar::EntryType::Directory {
+            mode &= !0o6000;
+        }
         match kind {
             tar::EntryType::Directory => {
                 match fs::symlink_metadata(&path) {
@@ -438,12 +439,11 @@ pub fn export_rootfs_with(
     }
     // The new directory itself gets the mode any tool's output would.
     dockyard_image::atomic::apply_umask(temp.path(), true).at(temp.path())?;
-    dockyard_image::atomic::unregister_temp(temp.path());
     let built = temp.keep();
     if dest.exists() {
         fs::remove_dir(dest).at(dest)?;
     }
-    if let Err(e) = fs::rename(&built, dest) {
+    if let Err(e) = dockyard_image::atomic::commit_temp(&built, || fs::rename(&built, dest)) {
         let _ = fs::remove_dir_all(&built);
         return Err(Error::Io {
             path: dest.into(),

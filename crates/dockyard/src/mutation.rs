@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use dockyard_image::paths::PathKind;
+use dockyard_image::paths::{PathIndex, PathKind};
 use dockyard_image::tar::{LayerBuilder, LayerOptions};
 use dockyard_image::{ConfigEdit, Image, Platform, Store};
 
@@ -35,26 +35,33 @@ pub struct Mutation {
 }
 
 /// Where a host path goes, as Dockerfile COPY decides: a file copied to
-/// `DEST/` or to a directory that exists in the image (symlinks followed)
-/// lands inside it; a directory's contents go into DEST. A file never
-/// replaces a directory.
-fn copy_destination(image: &Image, host: &Path, dest: &str) -> Result<String> {
-    if host.is_dir() {
-        return Ok(dest.to_string());
+/// `DEST/` or to a directory of the image lands inside it, a directory's
+/// contents go into DEST; symlinks in DEST (`/bin` → `usr/bin`, also as a
+/// parent) are followed, so neither replaces a directory or a symlink of
+/// the image. `index` is `None` when the image's paths are not read (see
+/// `Mutation::apply`): DEST is then taken as written.
+fn copy_destination(index: Option<&PathIndex>, host: &Path, dest: &str) -> Result<String> {
+    // The host entry itself: a symlink is copied as a symlink.
+    let host_is_dir = std::fs::symlink_metadata(host)
+        .map(|m| m.is_dir())
+        .unwrap_or(false);
+    let trimmed = dest.trim_end_matches('/');
+    let resolved = match index {
+        Some(ix) => ix.resolve(trimmed)?,
+        None => (format!("/{}", trimmed.trim_start_matches('/')), None),
+    };
+    if host_is_dir {
+        return Ok(resolved.0);
     }
     let name = host
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
         .unwrap_or_default();
-    let trimmed = dest.trim_end_matches('/');
-    if dest.ends_with('/') || trimmed.is_empty() {
-        // Into this directory; follow it if it is a symlink in the image.
-        let (dir, _) = image.resolve_path(trimmed)?;
-        return Ok(format!("{}/{name}", dir.trim_end_matches('/')));
-    }
-    match image.resolve_path(trimmed)? {
-        (dir, Some(PathKind::Dir)) => Ok(format!("{}/{name}", dir.trim_end_matches('/'))),
-        _ => Ok(dest.to_string()),
+    let into_dir = dest.ends_with('/') || trimmed.is_empty() || resolved.1 == Some(PathKind::Dir);
+    if into_dir {
+        Ok(format!("{}/{name}", resolved.0.trim_end_matches('/')))
+    } else {
+        Ok(resolved.0)
     }
 }
 
@@ -79,14 +86,30 @@ impl Mutation {
             // by host path, so the same files from another folder give
             // the same image; the layer's digest names the content.
             let mut described = Vec::new();
+            // The image's paths are read (all layers' headers) when a file
+            // is added or a path deleted, or when the layers are local. A
+            // directory added to an image opened lazily from a registry
+            // does not download its base layers: DEST is taken as written.
+            let needs_paths = !self.delete.is_empty()
+                || !image.has_remote_layers()
+                || self.add.iter().any(|(h, _)| {
+                    !std::fs::symlink_metadata(h)
+                        .map(|m| m.is_dir())
+                        .unwrap_or(false)
+                });
+            let index = if needs_paths {
+                Some(image.path_index()?)
+            } else {
+                None
+            };
             for (host, dest) in &self.add {
-                let dest = copy_destination(&image, host, dest)?;
+                let dest = copy_destination(index.as_ref(), host, dest)?;
                 builder.add_path(host, &dest)?;
                 let kind = if host.is_dir() { "dir" } else { "file" };
                 described.push(format!("ADD {kind} in {dest}"));
             }
             for path in &self.delete {
-                if image.path_kind(path)?.is_none() {
+                if index.as_ref().and_then(|ix| ix.kind(path)).is_none() {
                     tracing::warn!(
                         "--delete {path}: the image has no such path; nothing to delete"
                     );

@@ -321,12 +321,48 @@ pub fn copy_blob_to_file(blob: &Blob, dest: &Path, progress: &dyn Progress) -> R
     f.commit()
 }
 
+/// An exclusive lock on a layout directory, held while it lives.
+struct DirLock {
+    _file: fs::File,
+}
+
+fn flock_exclusive(file: &fs::File) -> io::Result<()> {
+    use std::os::unix::io::AsRawFd;
+    loop {
+        // SAFETY: flock on a descriptor we own; released when it closes.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// Lock the directory itself, so no lock file is left in a user's layout.
+/// Where a directory cannot be locked (NFS emulates flock with fcntl,
+/// which needs a file open for writing) a `.dockyard-index.lock` file is
+/// locked instead and left in place: removing it would let two writers in.
+fn lock_dir(dir: &Path) -> Result<DirLock> {
+    let file = fs::File::open(dir).at(dir)?;
+    if flock_exclusive(&file).is_ok() {
+        return Ok(DirLock { _file: file });
+    }
+    let lock_path = dir.join(".dockyard-index.lock");
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .at(&lock_path)?;
+    flock_exclusive(&file).at(&lock_path)?;
+    Ok(DirLock { _file: file })
+}
+
 /// Run `edit` on a layout's index.json entries under a file lock.
 pub fn update_index_json(dir: &Path, edit: impl FnOnce(&mut Vec<Descriptor>)) -> Result<()> {
-    // Lock the directory itself: no lock file is left in a user's layout.
-    let dir_file = fs::File::open(dir).at(dir)?;
-    let mut lock = fd_lock::RwLock::new(dir_file);
-    let _guard = lock.write().at(dir)?;
+    let _lock = lock_dir(dir)?;
     let index_path = dir.join("index.json");
     let index = if index_path.exists() {
         IndexManifest::parse(
@@ -365,10 +401,12 @@ pub fn write_layout_dir(
     crate::atomic::register_temp(temp.path());
     let filled = fill_layout_dir(temp.path(), manifest, ref_name, progress)
         .and_then(|_| crate::atomic::apply_umask(temp.path(), true).at(temp.path()));
-    crate::atomic::unregister_temp(temp.path());
-    filled?;
+    if let Err(e) = filled {
+        crate::atomic::unregister_temp(temp.path());
+        return Err(e);
+    }
     let built = temp.keep();
-    fs::rename(&built, dir).map_err(|e| {
+    crate::atomic::commit_temp(&built, || fs::rename(&built, dir)).map_err(|e| {
         let _ = fs::remove_dir_all(&built);
         Error::Io {
             path: dir.to_path_buf(),
