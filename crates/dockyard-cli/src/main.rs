@@ -37,6 +37,7 @@ enum Command {
     Pull {
         /// e.g. busybox, ghcr.io/org/app:1, localhost:5000/x@sha256:…
         reference: String,
+        /// From a multi-platform image, this platform (os/arch[/variant]; default: this host's).
         #[arg(long)]
         platform: Option<String>,
         /// Keep every platform of a multi-platform image.
@@ -79,12 +80,15 @@ enum Command {
     Tags {
         /// e.g. localhost:5000/app
         repository: String,
+        /// Print the tags as a JSON list.
         #[arg(long)]
         json: bool,
     },
     /// Check credentials against a registry and store them in the Docker config.
     Login {
+        /// The registry host, e.g. ghcr.io or localhost:5000 (https://… is accepted).
         registry: String,
+        /// The user name.
         #[arg(short = 'u', long)]
         username: String,
         /// Read the password from standard input.
@@ -92,7 +96,10 @@ enum Command {
         password_stdin: bool,
     },
     /// Forget a registry's stored credentials.
-    Logout { registry: String },
+    Logout {
+        /// The registry host, as given to login.
+        registry: String,
+    },
     /// Copy an image between transports (docker://, docker-archive:, oci:, oci-archive:, store:).
     Copy {
         /// Source, e.g. docker-archive:in.tar, oci:DIR:tag, store:name:tag, scratch.
@@ -116,6 +123,7 @@ enum Command {
     Mutate(Box<MutateArgs>),
     /// Show an image: digest, platform, layers, config.
     Inspect {
+        /// The image, e.g. docker://REF, docker-archive:app.tar, oci:DIR:tag, store:name.
         src: String,
         /// Print the manifest exactly as stored.
         #[arg(long, conflicts_with_all = ["config", "json"])]
@@ -126,6 +134,7 @@ enum Command {
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
+        /// From a multi-platform image, this platform (os/arch[/variant]; default: this host's).
         #[arg(long)]
         platform: Option<String>,
     },
@@ -155,13 +164,17 @@ enum Command {
 enum CacheCommand {
     /// List images in the cache.
     Ls {
+        /// Print the list as JSON.
         #[arg(long)]
         json: bool,
     },
     /// Remove blobs no cached image uses.
     Prune,
     /// Forget an image name (its blobs go at the next prune).
-    Rm { name: String },
+    Rm {
+        /// The name, as `cache ls` prints it.
+        name: String,
+    },
     /// Print the cache directory.
     Dir,
 }
@@ -181,8 +194,10 @@ struct MutateArgs {
     /// Default command: a JSON array (exec form), or a string run by /bin/sh -c (shell form).
     #[arg(long)]
     cmd: Option<String>,
+    /// Working directory of the container's process.
     #[arg(long)]
     workdir: Option<String>,
+    /// User (and group) the container's process runs as, e.g. 1000:1000 or app.
     #[arg(long)]
     user: Option<String>,
     /// Set a label (repeatable).
@@ -297,6 +312,8 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| filter.into()),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only for a terminal, never into a log file or pipe.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
