@@ -341,18 +341,13 @@ impl Image {
     pub fn layers(&self) -> &[Layer] {
         &self.layers
     }
+    /// The platform the config names (empty fields when it names none).
     pub fn platform(&self) -> Platform {
-        let s = |k: &str| {
-            self.config
-                .get(k)
-                .and_then(Value::as_str)
-                .map(str::to_string)
-        };
-        Platform {
-            os: s("os").unwrap_or_default(),
-            architecture: s("architecture").unwrap_or_default(),
-            variant: s("variant"),
-        }
+        Platform::from_config(&self.config).unwrap_or(Platform {
+            os: String::new(),
+            architecture: String::new(),
+            variant: None,
+        })
     }
     /// The size of manifest + config + layers as stored.
     pub fn total_size(&self) -> u64 {

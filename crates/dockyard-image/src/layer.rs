@@ -267,6 +267,18 @@ impl Layer {
             ),
         )))
     }
+    /// The layer's descriptor, typed.
+    pub fn descriptor(&self) -> crate::descriptor::Descriptor {
+        crate::descriptor::Descriptor {
+            media_type: self.media_type.clone(),
+            digest: self.digest.clone(),
+            size: self.size,
+            annotations: self.annotations.clone(),
+            platform: None,
+            artifact_type: None,
+            json: self.descriptor_json(),
+        }
+    }
     /// The descriptor of this layer as it appears in a manifest.
     pub fn descriptor_json(&self) -> serde_json::Value {
         let mut m = serde_json::Map::new();

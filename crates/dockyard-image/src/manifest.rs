@@ -310,12 +310,9 @@ impl Manifest {
         source_of: &mut dyn FnMut(&Descriptor, &BlobSource) -> Result<Option<BlobSource>>,
     ) -> Result<Manifest> {
         Ok(match self {
-            Manifest::Image(img) => Manifest::Image(img.with_layer_sources(&mut |l| {
-                let mut d = Descriptor::of_bytes(l.media_type(), &[]);
-                d.digest = l.digest().clone();
-                d.size = l.size();
-                source_of(&d, l.source())
-            })?),
+            Manifest::Image(img) => Manifest::Image(
+                img.with_layer_sources(&mut |l| source_of(&l.descriptor(), l.source()))?,
+            ),
             Manifest::Artifact(a) => {
                 let mut a = a.clone();
                 for b in &mut a.blobs {
@@ -362,12 +359,8 @@ impl Manifest {
                     source: BlobSource::Bytes(Arc::new(config)),
                 }];
                 for l in img.layers() {
-                    let mut d = Descriptor::of_bytes(l.media_type(), &[]);
-                    d.digest = l.digest().clone();
-                    d.size = l.size();
-                    d.json = l.descriptor_json();
                     out.push(Blob {
-                        descriptor: d,
+                        descriptor: l.descriptor(),
                         source: l.source().clone(),
                     });
                 }

@@ -18,20 +18,7 @@ pub enum PathKind {
     Other,
 }
 
-/// `/a/./b/` → `a/b`: the form tar member names take.
-fn clean(path: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for c in path.split('/') {
-        match c {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            c => parts.push(c),
-        }
-    }
-    parts.join("/")
-}
+use crate::transport::tar_index::clean_name as clean;
 
 /// Every path of an image's merged filesystem and what it is.
 #[derive(Clone, Debug, Default)]

@@ -38,6 +38,17 @@ impl Platform {
         }
     }
 
+    /// The platform an image config names (`os`, `architecture`,
+    /// `variant`); `None` when it names no os or architecture.
+    pub fn from_config(config: &serde_json::Value) -> Option<Platform> {
+        let text = |k: &str| config.get(k).and_then(|v| v.as_str()).map(str::to_string);
+        Some(Platform {
+            os: text("os")?,
+            architecture: text("architecture")?,
+            variant: text("variant").filter(|v| !v.is_empty()),
+        })
+    }
+
     /// The canonical spelling: lower case, Go's architecture names, and the
     /// default variant made explicit (`arm64` → `arm64/v8`, `arm` →
     /// `arm/v7`, `amd64/v1` → `amd64`), as containerd normalises.

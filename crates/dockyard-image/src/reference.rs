@@ -102,6 +102,24 @@ impl Reference {
     pub fn digest(&self) -> Option<&Digest> {
         self.digest.as_ref()
     }
+    /// What to ask a registry for when reading: the digest if pinned,
+    /// else the tag, else `latest`.
+    pub fn fetch_target(&self) -> String {
+        match (&self.digest, &self.tag) {
+            (Some(d), _) => d.to_string(),
+            (None, Some(t)) => t.clone(),
+            (None, None) => "latest".to_string(),
+        }
+    }
+    /// What to name a pushed manifest: the tag, else the digest, else
+    /// `latest`.
+    pub fn push_target(&self) -> String {
+        match (&self.tag, &self.digest) {
+            (Some(t), _) => t.clone(),
+            (None, Some(d)) => d.to_string(),
+            (None, None) => "latest".to_string(),
+        }
+    }
     /// `registry/repository`, the name without tag or digest.
     pub fn name(&self) -> String {
         format!("{}/{}", self.registry, self.repository)

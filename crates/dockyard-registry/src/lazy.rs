@@ -185,11 +185,7 @@ impl Registry {
         handle: Handle,
     ) -> Result<Manifest> {
         let repo = reference.repository().to_string();
-        let tag_or_digest = match (reference.digest(), reference.tag()) {
-            (Some(d), _) => d.to_string(),
-            (None, Some(t)) => t.to_string(),
-            (None, None) => "latest".to_string(),
-        };
+        let tag_or_digest = reference.fetch_target();
         let top = self.fetch_manifest(&repo, &tag_or_digest).await?;
         let chosen = if top.is_index() && !all_platforms {
             let index = IndexManifest::parse(&format!("index {}", top.digest), top.bytes.clone())?;

@@ -246,11 +246,7 @@ impl Registry {
         platform: Option<&dockyard_image::Platform>,
     ) -> Result<RemoteImage> {
         let repo = reference.repository();
-        let tag_or_digest = match (reference.digest(), reference.tag()) {
-            (Some(d), _) => d.to_string(),
-            (None, Some(t)) => t.to_string(),
-            (None, None) => "latest".to_string(),
-        };
+        let tag_or_digest = reference.fetch_target();
         let top = self.fetch_manifest(repo, &tag_or_digest).await?;
         let manifest = if top.is_index() {
             let index = dockyard_image::IndexManifest::parse(

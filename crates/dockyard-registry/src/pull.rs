@@ -262,16 +262,12 @@ impl Registry {
             let mut placed: HashMap<Digest, Platform> = HashMap::new();
             for d in index.manifests().iter().filter(|d| d.platform.is_none()) {
                 let m = self.fetch_manifest(repo, &d.digest.to_string()).await?;
-                let what = format!("manifest {}", m.digest);
-                let value: Value =
-                    serde_json::from_slice(&m.bytes).map_err(|e| dockyard_image::Error::Json {
-                        what: what.clone(),
-                        source: e,
-                    })?;
-                match classify(&what, &value, &m.media_type)? {
-                    Kind::Image => {}
+                match self.manifest_platform(repo, &m).await? {
+                    (Kind::Image, Some(p)) => {
+                        placed.insert(d.digest.clone(), p);
+                    }
                     // Never picked for a platform (as Index::select treats them).
-                    Kind::Artifact => {
+                    (Kind::Artifact, _) => {
                         placed.insert(
                             d.digest.clone(),
                             Platform {
@@ -280,27 +276,8 @@ impl Registry {
                                 variant: None,
                             },
                         );
-                        continue;
                     }
-                    Kind::Index => continue,
-                }
-                let info = ManifestInfo::from_value(&what, &value)?;
-                let config = self.fetch_blob_bytes(repo, &info.config, 64 << 20).await?;
-                let config: Value =
-                    serde_json::from_slice(&config).map_err(|e| dockyard_image::Error::Json {
-                        what: format!("config {}", info.config.digest),
-                        source: e,
-                    })?;
-                let text = |k: &str| config.get(k).and_then(Value::as_str).map(str::to_string);
-                if let (Some(os), Some(architecture)) = (text("os"), text("architecture")) {
-                    placed.insert(
-                        d.digest.clone(),
-                        Platform {
-                            os,
-                            architecture,
-                            variant: text("variant"),
-                        },
-                    );
+                    _ => {}
                 }
             }
             let what = format!("{}/{repo}", self.name);
@@ -374,11 +351,7 @@ impl Registry {
         progress: &dyn Progress,
     ) -> Result<Pulled> {
         let repo = reference.repository().to_string();
-        let tag_or_digest = match (reference.digest(), reference.tag()) {
-            (Some(d), _) => d.to_string(),
-            (None, Some(t)) => t.to_string(),
-            (None, None) => "latest".to_string(),
-        };
+        let tag_or_digest = reference.fetch_target();
         let top = self.fetch_manifest(&repo, &tag_or_digest).await?;
         // Until the image is named, a concurrent prune must not run.
         let _hold = store.writer_lock()?;
@@ -430,22 +403,22 @@ impl Registry {
         })
     }
 
-    /// Refuse an image whose config names another platform than `want`.
-    async fn check_platform(
+    /// What a manifest is and, for an image, the platform its config
+    /// names (the config is fetched, not stored).
+    async fn manifest_platform(
         &self,
         repo: &str,
         m: &FetchedManifest,
-        want: &Platform,
-        reference: &Reference,
-    ) -> Result<()> {
+    ) -> Result<(Kind, Option<Platform>)> {
         let what = format!("manifest {}", m.digest);
         let value: Value =
             serde_json::from_slice(&m.bytes).map_err(|e| dockyard_image::Error::Json {
                 what: what.clone(),
                 source: e,
             })?;
-        if classify(&what, &value, &m.media_type)? != Kind::Image {
-            return Ok(());
+        let kind = classify(&what, &value, &m.media_type)?;
+        if kind != Kind::Image {
+            return Ok((kind, None));
         }
         let info = ManifestInfo::from_value(&what, &value)?;
         let config = self.fetch_blob_bytes(repo, &info.config, 64 << 20).await?;
@@ -454,13 +427,18 @@ impl Registry {
                 what: format!("config {}", info.config.digest),
                 source: e,
             })?;
-        let text = |k: &str| config.get(k).and_then(Value::as_str).map(str::to_string);
-        if let (Some(os), Some(architecture)) = (text("os"), text("architecture")) {
-            let have = Platform {
-                os,
-                architecture,
-                variant: text("variant"),
-            };
+        Ok((kind, Platform::from_config(&config)))
+    }
+
+    /// Refuse an image whose config names another platform than `want`.
+    async fn check_platform(
+        &self,
+        repo: &str,
+        m: &FetchedManifest,
+        want: &Platform,
+        reference: &Reference,
+    ) -> Result<()> {
+        if let (Kind::Image, Some(have)) = self.manifest_platform(repo, m).await? {
             if !want.matches(&have) {
                 return Err(dockyard_image::Error::PlatformNotFound {
                     what: format!("docker://{reference} (image {})", m.digest),

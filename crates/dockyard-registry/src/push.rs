@@ -513,11 +513,7 @@ impl Registry {
             )
             .await?;
         tally(o, &counters);
-        let tag = match (reference.tag(), reference.digest()) {
-            (Some(t), _) => t.to_string(),
-            (None, Some(d)) => d.to_string(),
-            (None, None) => "latest".into(),
-        };
+        let tag = reference.push_target();
         let digest = self
             .put_manifest(
                 &repo,
@@ -598,11 +594,7 @@ impl Registry {
                 children += 1;
             }
         }
-        let tag = match (reference.tag(), reference.digest()) {
-            (Some(t), _) => t.to_string(),
-            (None, Some(d)) => d.to_string(),
-            (None, None) => "latest".into(),
-        };
+        let tag = reference.push_target();
         let digest = self
             .put_manifest(&repo, &tag, manifest.raw(), manifest.media_type())
             .await?;

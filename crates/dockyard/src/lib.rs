@@ -308,18 +308,7 @@ impl Dockyard {
         match &loc {
             Location::Registry(r) => self.push(&manifest, r, opts),
             other => {
-                // Registry blobs come through the store (resumable, verified);
-                // purely local copies never touch it.
-                let store = if has_remote_blobs(&manifest) {
-                    Some(self.store()?)
-                } else {
-                    None
-                };
-                let _hold = store.as_ref().map(Store::writer_lock).transpose()?;
-                let manifest = match &store {
-                    Some(store) => self.fetch_remote_blobs(&manifest, store)?,
-                    None => manifest,
-                };
+                let (manifest, _hold) = self.fetch_remote_blobs(manifest)?;
                 let written = dockyard_image::transport::write(
                     &manifest,
                     other,
@@ -336,18 +325,28 @@ impl Dockyard {
     }
 
     /// The same tree with every lazily opened registry blob fetched into
-    /// the store and read from there. Hold the store's writer lock while
-    /// the result is in use.
-    fn fetch_remote_blobs(&self, manifest: &Manifest, store: &Store) -> Result<Manifest> {
-        if !has_remote_blobs(manifest) {
-            return Ok(manifest.clone());
+    /// the store (resumable, verified) and read from there, and the hold
+    /// on the store to keep while the result is in use (so no prune runs).
+    /// A purely local tree comes back as it is and never opens the store.
+    fn fetch_remote_blobs(
+        &self,
+        manifest: Manifest,
+    ) -> Result<(Manifest, Option<dockyard_image::store::StoreLock>)> {
+        let lazy = manifest
+            .all_blobs()
+            .iter()
+            .any(|b| dockyard_registry::lazy::registry_blobs(&b.source).is_some());
+        if !lazy {
+            return Ok((manifest, None));
         }
+        let store = self.store()?;
+        let hold = store.writer_lock()?;
         let (local, _) = self.block_on(dockyard_registry::lazy::fetch_into_store(
-            manifest,
-            store,
+            &manifest,
+            &store,
             self.progress(),
         ))??;
-        Ok(local)
+        Ok((local, Some(hold)))
     }
 
     fn push(&self, manifest: &Manifest, r: &Reference, opts: &WriteOptions) -> Result<Written> {
@@ -470,18 +469,8 @@ impl Dockyard {
         options: &ExportOptions,
     ) -> Result<(Image, usize)> {
         let image = self.open_image(src, platform)?;
-        let store = if has_remote_blobs(&Manifest::Image(image.clone())) {
-            Some(self.store()?)
-        } else {
-            None
-        };
-        let _hold = store.as_ref().map(Store::writer_lock).transpose()?;
-        let image = match &store {
-            Some(store) => self
-                .fetch_remote_blobs(&Manifest::Image(image), store)?
-                .into_image(src, None)?,
-            None => image,
-        };
+        let (local, _hold) = self.fetch_remote_blobs(Manifest::Image(image))?;
+        let image = local.into_image(src, None)?;
         let n = dockyard_run::export_rootfs_with(&image, dir, options, self.progress())?;
         Ok((image, n))
     }
@@ -545,13 +534,6 @@ pub fn parse_registry_reference(s: &str) -> Result<Reference> {
     Ok(s.strip_prefix("docker://")
         .unwrap_or(s)
         .parse::<Reference>()?)
-}
-
-fn has_remote_blobs(manifest: &Manifest) -> bool {
-    manifest
-        .all_blobs()
-        .iter()
-        .any(|b| dockyard_registry::lazy::registry_blobs(&b.source).is_some())
 }
 
 fn apply_format(manifest: &Manifest, format: Option<Format>, dest: &str) -> Result<Manifest> {

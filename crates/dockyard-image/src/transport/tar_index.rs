@@ -26,7 +26,8 @@ pub struct TarIndex {
     members: HashMap<String, Member>,
 }
 
-fn clean_name(name: &str) -> String {
+/// `./a//b/../c` → `a/c`: a member name as a plain relative path.
+pub(crate) fn clean_name(name: &str) -> String {
     let mut parts: Vec<&str> = Vec::new();
     for c in name.split('/') {
         match c {
