@@ -2,6 +2,7 @@
 
 mod progress;
 mod registry;
+mod terminal;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -84,13 +85,16 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Check credentials against a registry and store them in the Docker config.
+    /// Check credentials against a registry and store them as Docker does:
+    /// through the config's credential helper (credsStore/credHelpers) when
+    /// it names one, else in its `auths`. On a terminal, asks for what is
+    /// not given (the password without echo).
     Login {
-        /// The registry host, e.g. ghcr.io or localhost:5000 (https://… is accepted).
+        /// The registry host, e.g. ghcr.io or localhost:5000 (https://HOST/ and docker.io are accepted).
         registry: String,
-        /// The user name.
+        /// The user name (asked for on a terminal when not given).
         #[arg(short = 'u', long)]
-        username: String,
+        username: Option<String>,
         /// Read the password from standard input.
         #[arg(long)]
         password_stdin: bool,
@@ -288,6 +292,7 @@ fn remove_temp_files_on_signals() {
     if let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) {
         std::thread::spawn(move || {
             if let Some(signal) = signals.forever().next() {
+                terminal::restore();
                 dockyard::remove_temp_files();
                 std::process::exit(128 + signal);
             }
@@ -464,23 +469,37 @@ fn run(cli: Cli) -> CliResult {
             username,
             password_stdin,
         } => {
-            if !password_stdin {
-                return Err(usage("login needs --password-stdin (passwords on the command line leak into shell history)"));
+            let asking = !password_stdin && terminal::stdin_is_terminal();
+            if !password_stdin && !asking {
+                return Err(usage("login needs --password-stdin when standard input is not a terminal (passwords on the command line leak into shell history)"));
             }
-            let mut password = String::new();
-            std::io::stdin()
-                .read_line(&mut password)
-                .map_err(|e| usage(format!("reading the password from stdin: {e}")))?;
-            let password = password.trim_end_matches(['\n', '\r']).to_string();
+            let username = match username {
+                Some(u) => u,
+                None if asking => terminal::ask("Username: ")
+                    .map_err(|e| usage(format!("reading the user name: {e}")))?,
+                None => return Err(usage("login needs -u USER with --password-stdin")),
+            };
+            if username.is_empty() {
+                return Err(usage("empty user name"));
+            }
+            let password = if asking {
+                terminal::ask_secret("Password: ")
+            } else {
+                let mut line = String::new();
+                std::io::stdin()
+                    .read_line(&mut line)
+                    .map(|_| line.trim_end_matches(['\n', '\r']).to_string())
+            }
+            .map_err(|e| usage(format!("reading the password: {e}")))?;
             if password.is_empty() {
-                return Err(usage("empty password on stdin"));
+                return Err(usage("empty password"));
             }
             // Only the credentials being checked are sent, not --creds.
             let mut args = reg.clone();
             args.creds = None;
             let dy = facade(&args)?;
-            let path = dy.login(&host, dockyard::Credentials { username, password })?;
-            eprintln!("login succeeded; credentials stored in {}", path.display());
+            let saved = dy.login(&host, dockyard::Credentials { username, password })?;
+            eprintln!("login succeeded; credentials stored in {saved}");
             Ok(())
         }
         Command::Logout { registry: host } => {

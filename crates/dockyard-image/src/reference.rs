@@ -217,6 +217,8 @@ impl FromStr for Reference {
         if !valid_registry(&registry) {
             return Err(bad(input, format!("invalid registry host {registry:?}")));
         }
+        // Host names are case-insensitive: `LOCALHOST:5001` is `localhost:5001`.
+        let registry = registry.to_ascii_lowercase();
         let registry = if registry == "index.docker.io" || registry == "registry-1.docker.io" {
             DOCKER_HUB.to_string()
         } else {
@@ -289,6 +291,15 @@ mod tests {
             "docker.io/library/busybox:latest"
         );
         assert_eq!(norm("localhost:5000/x"), "localhost:5000/x:latest");
+        assert_eq!(norm("LOCALHOST:5000/x"), "localhost:5000/x:latest");
+        assert_eq!(
+            norm("Registry.Example.COM/a/b:1"),
+            "registry.example.com/a/b:1"
+        );
+        assert_eq!(
+            norm("Docker.IO/busybox"),
+            "docker.io/library/busybox:latest"
+        );
         assert_eq!(norm("localhost/x:y"), "localhost/x:y");
         assert_eq!(norm("127.0.0.1:5000/a/b/c:t"), "127.0.0.1:5000/a/b/c:t");
         assert_eq!(norm("ghcr.io/o/r"), "ghcr.io/o/r:latest");

@@ -163,26 +163,65 @@ pub fn docker_config_path() -> PathBuf {
     home.join(".docker").join("config.json")
 }
 
-/// The keys a registry may appear under in config.json.
-fn config_keys(registry: &str) -> Vec<String> {
-    if registry == "docker.io"
-        || registry == "registry-1.docker.io"
-        || registry == "index.docker.io"
-    {
-        vec![
-            "https://index.docker.io/v1/".into(),
-            "index.docker.io".into(),
-            "docker.io".into(),
-            "registry-1.docker.io".into(),
-        ]
-    } else {
-        vec![
-            registry.into(),
-            format!("https://{registry}"),
-            format!("http://{registry}"),
-            format!("https://{registry}/v1/"),
-        ]
+/// The registry a config.json key (or a name given to `login`) stands
+/// for, as Docker reads keys: scheme and path dropped, host lowercased,
+/// Docker Hub's several names folded into `docker.io`
+/// (`https://index.docker.io/v1/`, `HOST`, `https://HOST/v2/` and
+/// `http://HOST` all name HOST).
+pub fn registry_of_key(key: &str) -> String {
+    let k = key.trim();
+    let without_scheme = ["https://", "http://"]
+        .iter()
+        .find_map(|scheme| {
+            k.get(..scheme.len())
+                .filter(|p| p.eq_ignore_ascii_case(scheme))
+                .map(|_| &k[scheme.len()..])
+        })
+        .unwrap_or(k);
+    let host = without_scheme
+        .split('/')
+        .next()
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    match host.as_str() {
+        "index.docker.io" | "registry-1.docker.io" | "docker.io" => "docker.io".into(),
+        _ => host,
     }
+}
+
+/// The key `login` writes a registry under, as Docker does: Docker Hub
+/// under `https://index.docker.io/v1/`, every other registry by host.
+pub fn login_key(registry: &str) -> String {
+    match registry_of_key(registry).as_str() {
+        "docker.io" => "https://index.docker.io/v1/".into(),
+        host => host.into(),
+    }
+}
+
+/// The keys of a config.json object that name `registry`, the key exactly
+/// as given first.
+fn matching_keys(object: Option<&serde_json::Map<String, Value>>, registry: &str) -> Vec<String> {
+    let wanted = registry_of_key(registry);
+    let mut keys: Vec<String> = object
+        .into_iter()
+        .flat_map(|o| o.keys())
+        .filter(|k| registry_of_key(k) == wanted)
+        .cloned()
+        .collect();
+    keys.sort_by_key(|k| k != registry);
+    keys
+}
+
+/// The credential helper a registry's secrets live in: its `credHelpers`
+/// entry, else the `credsStore`.
+fn helper_for(config: &Value, registry: &str) -> Option<String> {
+    let helpers = config.get("credHelpers").and_then(Value::as_object);
+    matching_keys(helpers, registry)
+        .first()
+        .and_then(|k| helpers?.get(k)?.as_str())
+        .or_else(|| config.get("credsStore").and_then(Value::as_str))
+        .filter(|h| !h.is_empty())
+        .map(str::to_string)
 }
 
 fn read_config(path: &PathBuf) -> Result<Value> {
@@ -197,60 +236,54 @@ fn read_config(path: &PathBuf) -> Result<Value> {
     }
 }
 
-/// Credentials for `registry` from the Docker config: `credHelpers`,
-/// `auths`, then `credsStore`.
+/// Credentials for `registry` from the Docker config: its `credHelpers`
+/// entry, then `auths` (any key naming the same host), then `credsStore`.
 pub fn credentials_from_docker_config(registry: &str) -> Result<Option<Credentials>> {
     let path = docker_config_path();
     let config = read_config(&path)?;
-    let keys = config_keys(registry);
-    if let Some(helpers) = config.get("credHelpers").and_then(Value::as_object) {
-        for k in &keys {
-            if let Some(helper) = helpers.get(k).and_then(Value::as_str) {
-                return credential_helper_get(helper, k);
-            }
+    let helpers = config.get("credHelpers").and_then(Value::as_object);
+    if let Some(k) = matching_keys(helpers, registry).first() {
+        if let Some(helper) = helpers.and_then(|h| h.get(k)).and_then(Value::as_str) {
+            return credential_helper_get(helper, &login_key(registry));
         }
     }
-    if let Some(auths) = config.get("auths").and_then(Value::as_object) {
-        for k in &keys {
-            if let Some(entry) = auths.get(k) {
-                if let Some(auth) = entry
-                    .get("auth")
-                    .and_then(Value::as_str)
-                    .filter(|a| !a.is_empty())
-                {
-                    let decoded = base64::engine::general_purpose::STANDARD
-                        .decode(auth.trim())
-                        .map_err(|_| RegistryError::Credentials {
-                            reason: format!("{}: auths.{k}.auth is not base64", path.display()),
-                        })?;
-                    let decoded =
-                        String::from_utf8(decoded).map_err(|_| RegistryError::Credentials {
-                            reason: format!("{}: auths.{k}.auth is not UTF-8", path.display()),
-                        })?;
-                    let (u, p) =
-                        decoded
-                            .split_once(':')
-                            .ok_or_else(|| RegistryError::Credentials {
-                                reason: format!(
-                                    "{}: auths.{k}.auth is not user:password",
-                                    path.display()
-                                ),
-                            })?;
-                    return Ok(Some(Credentials {
-                        username: u.into(),
-                        password: p.into(),
-                    }));
-                }
-                if let (Some(u), Some(p)) = (
-                    entry.get("username").and_then(Value::as_str),
-                    entry.get("password").and_then(Value::as_str),
-                ) {
-                    return Ok(Some(Credentials {
-                        username: u.into(),
-                        password: p.into(),
-                    }));
-                }
-            }
+    let auths = config.get("auths").and_then(Value::as_object);
+    let auth_keys = matching_keys(auths, registry);
+    for k in &auth_keys {
+        let Some(entry) = auths.and_then(|a| a.get(k)) else {
+            continue;
+        };
+        if let Some(auth) = entry
+            .get("auth")
+            .and_then(Value::as_str)
+            .filter(|a| !a.is_empty())
+        {
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(auth.trim())
+                .map_err(|_| RegistryError::Credentials {
+                    reason: format!("{}: auths.{k}.auth is not base64", path.display()),
+                })?;
+            let decoded = String::from_utf8(decoded).map_err(|_| RegistryError::Credentials {
+                reason: format!("{}: auths.{k}.auth is not UTF-8", path.display()),
+            })?;
+            let (u, p) = decoded
+                .split_once(':')
+                .ok_or_else(|| RegistryError::Credentials {
+                    reason: format!("{}: auths.{k}.auth is not user:password", path.display()),
+                })?;
+            return Ok(Some(Credentials {
+                username: u.into(),
+                password: p.into(),
+            }));
+        }
+        if let (Some(u), Some(p)) = (
+            entry.get("username").and_then(Value::as_str),
+            entry.get("password").and_then(Value::as_str),
+        ) {
+            return Ok(Some(Credentials {
+                username: u.into(),
+                password: p.into(),
+            }));
         }
     }
     if let Some(store) = config
@@ -258,7 +291,12 @@ pub fn credentials_from_docker_config(registry: &str) -> Result<Option<Credentia
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
     {
-        for k in &keys {
+        // The helper knows the server by the key login stored it under
+        // (an empty `auths` entry names it), else by Docker's own key.
+        let mut asked = auth_keys;
+        asked.push(login_key(registry));
+        asked.dedup();
+        for k in &asked {
             if let Some(c) = credential_helper_get(store, k)? {
                 return Ok(Some(c));
             }
@@ -267,37 +305,40 @@ pub fn credentials_from_docker_config(registry: &str) -> Result<Option<Credentia
     Ok(None)
 }
 
-/// Ask `docker-credential-<helper> get` for a server's credentials.
-pub fn credential_helper_get(helper: &str, server: &str) -> Result<Option<Credentials>> {
+/// Run `docker-credential-<helper> VERB` with `input` on stdin.
+fn run_credential_helper(helper: &str, verb: &str, input: &[u8]) -> Result<std::process::Output> {
     let program = format!("docker-credential-{helper}");
-    let mut child = match Command::new(&program)
-        .arg("get")
+    let mut child = Command::new(&program)
+        .arg(verb)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-    {
-        Ok(c) => c,
-        Err(e) => {
-            return Err(RegistryError::Credentials {
-                reason: format!("credential helper {program}: {e}"),
-            })
-        }
-    };
-    if let Some(mut stdin) = child.stdin.take() {
-        let _ = stdin.write_all(server.as_bytes());
-    }
-    let out = child
-        .wait_with_output()
         .map_err(|e| RegistryError::Credentials {
             reason: format!("credential helper {program}: {e}"),
         })?;
+    if let Some(mut stdin) = child.stdin.take() {
+        // A helper that exits without reading is judged by its status.
+        let _ = stdin.write_all(input);
+    }
+    child
+        .wait_with_output()
+        .map_err(|e| RegistryError::Credentials {
+            reason: format!("credential helper {program}: {e}"),
+        })
+}
+
+/// Ask `docker-credential-<helper> get` for a server's credentials.
+pub fn credential_helper_get(helper: &str, server: &str) -> Result<Option<Credentials>> {
+    let out = run_credential_helper(helper, "get", server.as_bytes())?;
     if !out.status.success() {
         // Helpers answer "credentials not found in native keychain" with a failure.
         return Ok(None);
     }
     let v: Value = serde_json::from_slice(&out.stdout).map_err(|_| RegistryError::Credentials {
-        reason: format!("credential helper {program} printed something that is not JSON"),
+        reason: format!(
+            "credential helper docker-credential-{helper} printed something that is not JSON"
+        ),
     })?;
     let user = v
         .get("Username")
@@ -313,39 +354,98 @@ pub fn credential_helper_get(helper: &str, server: &str) -> Result<Option<Creden
     }))
 }
 
-/// Store credentials in the Docker config (`auths`), mode 0600, keeping
-/// everything else in the file.
-pub fn save_credentials(registry: &str, creds: &Credentials) -> Result<PathBuf> {
+/// Where `login` put the credentials.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SavedTo {
+    /// base64 in the config file's `auths` (no helper configured).
+    ConfigFile(PathBuf),
+    /// The named credential helper holds the secret; the config file only
+    /// lists the registry.
+    Helper { helper: String, config: PathBuf },
+}
+
+impl fmt::Display for SavedTo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SavedTo::ConfigFile(p) => write!(f, "{}", p.display()),
+            SavedTo::Helper { helper, .. } => {
+                write!(f, "the credential helper docker-credential-{helper}")
+            }
+        }
+    }
+}
+
+/// Store credentials as Docker does: through the registry's credential
+/// helper (`credHelpers`, else `credsStore`) when the config names one,
+/// with an empty `auths` entry listing the registry; otherwise base64 in
+/// `auths`. Older entries for the same host under other spellings go, and
+/// everything else in the file is kept; the file is mode 0600.
+pub fn save_credentials(registry: &str, creds: &Credentials) -> Result<SavedTo> {
     let path = docker_config_path();
     let mut config = read_config(&path)?;
     if !config.is_object() {
         config = json!({});
     }
-    let key = config_keys(registry).remove(0);
-    let auth = base64::engine::general_purpose::STANDARD
-        .encode(format!("{}:{}", creds.username, creds.password));
+    let key = login_key(registry);
+    let helper = helper_for(&config, registry);
+    if let Some(helper) = &helper {
+        let input = json!({"ServerURL": key, "Username": creds.username, "Secret": creds.password});
+        let out = run_credential_helper(helper, "store", input.to_string().as_bytes())?;
+        if !out.status.success() {
+            return Err(RegistryError::Credentials {
+                reason: format!(
+                    "credential helper docker-credential-{helper} could not store the credentials for {key}: {}",
+                    String::from_utf8_lossy(&out.stdout).trim()
+                ),
+            });
+        }
+    }
     if !config.get("auths").map(Value::is_object).unwrap_or(false) {
         config["auths"] = json!({});
     }
-    config["auths"][key.as_str()] = json!({ "auth": auth });
+    if let Some(auths) = config["auths"].as_object_mut() {
+        for k in matching_keys(Some(auths), registry) {
+            auths.remove(&k);
+        }
+        let entry = match helper {
+            Some(_) => json!({}),
+            None => json!({
+                "auth": base64::engine::general_purpose::STANDARD
+                    .encode(format!("{}:{}", creds.username, creds.password))
+            }),
+        };
+        auths.insert(key, entry);
+    }
     write_config(&path, &config)?;
-    Ok(path)
+    Ok(match helper {
+        Some(helper) => SavedTo::Helper {
+            helper,
+            config: path,
+        },
+        None => SavedTo::ConfigFile(path),
+    })
 }
 
-/// Remove a registry's entry from `auths`. Returns whether one was there.
+/// Forget a registry: its `auths` entries under any spelling, and its
+/// secret in the credential helper. Returns whether anything was there.
 pub fn remove_credentials(registry: &str) -> Result<bool> {
     let path = docker_config_path();
     let mut config = read_config(&path)?;
     let mut removed = false;
+    if let Some(helper) = helper_for(&config, registry) {
+        let out = run_credential_helper(&helper, "erase", login_key(registry).as_bytes())?;
+        removed |= out.status.success();
+    }
+    let mut edited = false;
     if let Some(auths) = config.get_mut("auths").and_then(Value::as_object_mut) {
-        for k in config_keys(registry) {
-            removed |= auths.remove(&k).is_some();
+        for k in matching_keys(Some(auths), registry) {
+            edited |= auths.remove(&k).is_some();
         }
     }
-    if removed {
+    if edited {
         write_config(&path, &config)?;
     }
-    Ok(removed)
+    Ok(removed || edited)
 }
 
 fn write_config(path: &PathBuf, config: &Value) -> Result<()> {
@@ -402,6 +502,35 @@ mod tests {
             Some(Challenge::Basic)
         );
         assert_eq!(parse_challenge("Negotiate"), None);
+    }
+
+    #[test]
+    fn config_keys_name_hosts_as_docker_reads_them() {
+        for (key, host) in [
+            ("localhost:5000", "localhost:5000"),
+            ("https://LOCALHOST:5000/", "localhost:5000"),
+            ("https://reg.example/v2/", "reg.example"),
+            ("https://reg.example/v1/", "reg.example"),
+            ("http://reg.example", "reg.example"),
+            ("HTTPS://Reg.Example:443/v2/", "reg.example:443"),
+            ("https://index.docker.io/v1/", "docker.io"),
+            ("index.docker.io", "docker.io"),
+            ("registry-1.docker.io", "docker.io"),
+            ("docker.io", "docker.io"),
+        ] {
+            assert_eq!(registry_of_key(key), host, "{key}");
+        }
+        assert_eq!(login_key("docker.io"), "https://index.docker.io/v1/");
+        assert_eq!(
+            login_key("https://index.docker.io/v1/"),
+            "https://index.docker.io/v1/"
+        );
+        assert_eq!(login_key("https://Reg.Example/"), "reg.example");
+        let auths = json!({"https://reg.example/v2/": {}, "reg.example": {}, "other": {}});
+        assert_eq!(
+            matching_keys(auths.as_object(), "reg.example"),
+            ["reg.example", "https://reg.example/v2/"]
+        );
     }
 
     #[test]

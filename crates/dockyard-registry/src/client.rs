@@ -72,7 +72,7 @@ pub fn is_loopback(host: &str) -> bool {
             _ => host,
         }
     };
-    h == "localhost"
+    h.eq_ignore_ascii_case("localhost")
         || h.parse::<std::net::IpAddr>()
             .map(|ip| ip.is_loopback())
             .unwrap_or(false)
@@ -673,6 +673,8 @@ mod tests {
             "127.9.9.9:1",
             "[::1]:5000",
             "::1",
+            "LOCALHOST:5001",
+            "LocalHost",
         ] {
             assert!(is_loopback(yes), "{yes}");
         }

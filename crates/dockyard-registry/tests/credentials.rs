@@ -11,6 +11,7 @@ use base64::Engine;
 use dockyard_image::progress::Silent;
 use dockyard_registry::auth::{
     credentials_from_docker_config, docker_config_path, remove_credentials, save_credentials,
+    SavedTo,
 };
 use dockyard_registry::{Credentials, PullOptions, PushOptions, RegistryError};
 use dockyard_testsupport::registry::{
@@ -184,8 +185,8 @@ fn docker_config_auths_helpers_save_and_remove() {
         username: USER.into(),
         password: PASSWORD.into(),
     };
-    let path = save_credentials(&host, &creds).expect("save");
-    assert_eq!(path, config);
+    let saved_to = save_credentials(&host, &creds).expect("save");
+    assert_eq!(saved_to, SavedTo::ConfigFile(config.clone()));
     assert_eq!(mode(&config), 0o600, "credentials file must be private");
     let v = read_json(&config);
     assert_eq!(

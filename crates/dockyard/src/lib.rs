@@ -482,10 +482,15 @@ impl Dockyard {
         Ok(self.block_on(client.list_tags(r.repository()))??)
     }
 
-    /// Check credentials against a registry, then store them in the Docker
-    /// config; returns the config file's path.
-    pub fn login(&self, registry: &str, credentials: Credentials) -> Result<PathBuf> {
-        let host = registry_host(registry);
+    /// Check credentials against a registry, then store them as Docker
+    /// does (through the config's credential helper, else in its `auths`);
+    /// returns where they went.
+    pub fn login(
+        &self,
+        registry: &str,
+        credentials: Credentials,
+    ) -> Result<dockyard_registry::auth::SavedTo> {
+        let host = dockyard_registry::auth::registry_of_key(registry);
         let mut opts = self.options.registry.clone();
         opts.credentials = Some(credentials.clone());
         let client = self.block_on(Registry::connect(&host, opts))??;
@@ -514,19 +519,8 @@ impl Dockyard {
 
     /// Forget a registry's stored credentials; false when there were none.
     pub fn logout(&self, registry: &str) -> Result<bool> {
-        Ok(dockyard_registry::auth::remove_credentials(
-            &registry_host(registry),
-        )?)
+        Ok(dockyard_registry::auth::remove_credentials(registry)?)
     }
-}
-
-/// `https://HOST/` → `HOST`, as login and logout name registries.
-fn registry_host(registry: &str) -> String {
-    registry
-        .trim_start_matches("https://")
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_string()
 }
 
 /// `docker://REF` or a bare reference.
