@@ -13,7 +13,7 @@ use dockyard::{
     Compression, ConfigEdit, Dockyard, Format, LayerRemoval, Mutation, OpenOptions, Platform,
     WriteOptions, Written,
 };
-use registry::RegistryArgs;
+use registry::{RegistryArgs, SideArgs, TransferArgs};
 use serde_json::Value;
 
 #[derive(Parser)]
@@ -23,8 +23,9 @@ use serde_json::Value;
     about = "Build, edit, copy and inspect container images without a Docker daemon"
 )]
 struct Cli {
-    /// Log details to stderr (also: RUST_LOG=debug).
-    #[arg(long, short, global = true)]
+    /// Log each registry request (method, URL, status, auth used), retries
+    /// and their reasons to stderr; never a secret (also: RUST_LOG=debug).
+    #[arg(long, short, global = true, help_heading = "Global options")]
     verbose: bool,
     #[command(flatten)]
     registry: RegistryArgs,
@@ -60,6 +61,8 @@ enum Command {
         /// OCI-only tools need --format oci for Docker images).
         #[arg(long, value_name = "oci|v2s2")]
         format: Option<String>,
+        #[command(flatten)]
+        transfer: TransferArgs,
     },
     /// Push an image (from any transport) to a registry.
     Push {
@@ -76,6 +79,10 @@ enum Command {
         /// Manifest format to write: oci or v2s2 (Docker schema 2); default: keep.
         #[arg(long, value_name = "oci|v2s2")]
         format: Option<String>,
+        #[command(flatten)]
+        transfer: TransferArgs,
+        #[command(flatten)]
+        sides: SideArgs,
     },
     /// List a repository's tags.
     Tags {
@@ -122,6 +129,10 @@ enum Command {
         /// Manifest format to write: oci or v2s2 (Docker schema 2); default: keep.
         #[arg(long, value_name = "oci|v2s2")]
         format: Option<String>,
+        #[command(flatten)]
+        transfer: TransferArgs,
+        #[command(flatten)]
+        sides: SideArgs,
     },
     /// Edit an image's layers and config and write the result to DST.
     Mutate(Box<MutateArgs>),
@@ -156,6 +167,8 @@ enum Command {
         /// Keep setuid/setgid bits even when not running as root.
         #[arg(long)]
         keep_setuid: bool,
+        #[command(flatten)]
+        transfer: TransferArgs,
     },
     /// The local image cache.
     Cache {
@@ -235,6 +248,10 @@ struct MutateArgs {
     /// Manifest format to write: oci or v2s2 (Docker schema 2); default: keep.
     #[arg(long, value_name = "oci|v2s2")]
     format: Option<String>,
+    #[command(flatten)]
+    transfer: TransferArgs,
+    #[command(flatten)]
+    sides: SideArgs,
 }
 
 /// Print a line on stdout. A closed stdout (`dockyard cache ls | head -1`)
@@ -311,7 +328,12 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    let filter = if cli.verbose { "debug" } else { "warn" };
+    // -v is dockyard's own account; RUST_LOG=debug adds the HTTP stack's.
+    let filter = if cli.verbose {
+        "warn,dockyard=debug,dockyard_registry=debug,dockyard_image=debug,dockyard_run=debug"
+    } else {
+        "warn"
+    };
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| filter.into()),
@@ -373,11 +395,27 @@ fn report_transfer(dst: &str, written: &Written) {
 }
 
 fn facade(reg: &RegistryArgs) -> CliResult<Dockyard> {
+    facade_with(reg.options()?)
+}
+
+fn facade_with(registry: dockyard::ClientOptions) -> CliResult<Dockyard> {
     Ok(Dockyard::new(dockyard::Options {
         store_root: None,
-        registry: reg.options()?,
+        registry,
         progress: progress::for_terminal(),
     }))
+}
+
+/// The facade for a transfer from `src` to `dst` (`--parallel`, and the
+/// `--src-*`/`--dest-*` settings of each side's registry).
+fn transfer_facade(
+    reg: &RegistryArgs,
+    transfer: &TransferArgs,
+    sides: &SideArgs,
+    src: &str,
+    dst: &str,
+) -> CliResult<Dockyard> {
+    facade_with(reg.transfer_options(transfer, sides, src, dst)?)
 }
 
 fn run(cli: Cli) -> CliResult {
@@ -391,7 +429,9 @@ fn run(cli: Cli) -> CliResult {
             output,
             oci,
             format,
+            transfer,
         } => {
+            let dy = transfer_facade(&reg, &transfer, &SideArgs::default(), "", "")?;
             let r = dockyard::parse_registry_reference(&reference)?;
             let write = WriteOptions {
                 format: parse_format(&format)?,
@@ -429,9 +469,12 @@ fn run(cli: Cli) -> CliResult {
             compression,
             digestfile,
             format,
+            transfer,
+            sides,
         } => {
             let r = dockyard::parse_registry_reference(&reference)?;
             let dst = format!("docker://{r}");
+            let dy = transfer_facade(&reg, &transfer, &sides, &src, &dst)?;
             let write = WriteOptions {
                 compression: parse_compression(&compression)?,
                 format: parse_format(&format)?,
@@ -517,7 +560,10 @@ fn run(cli: Cli) -> CliResult {
             all_platforms,
             compression,
             format,
+            transfer,
+            sides,
         } => {
+            let dy = transfer_facade(&reg, &transfer, &sides, &src, &dst)?;
             let open = OpenOptions {
                 platform: parse_platform(&platform)?,
                 all_platforms,
@@ -531,7 +577,10 @@ fn run(cli: Cli) -> CliResult {
             out!("{}", written.digest);
             Ok(())
         }
-        Command::Mutate(args) => mutate(&dy, *args),
+        Command::Mutate(args) => {
+            let dy = transfer_facade(&reg, &args.transfer, &args.sides, &args.src, &args.dst)?;
+            mutate(&dy, *args)
+        }
         Command::Inspect {
             src,
             raw,
@@ -582,7 +631,9 @@ fn run(cli: Cli) -> CliResult {
             dir,
             platform,
             keep_setuid,
+            transfer,
         } => {
+            let dy = transfer_facade(&reg, &transfer, &SideArgs::default(), &src, "")?;
             let options = dockyard::ExportOptions { keep_setuid };
             let (image, n) =
                 dy.export_with(&src, &dir, parse_platform(&platform)?.as_ref(), &options)?;

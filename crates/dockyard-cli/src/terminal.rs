@@ -27,8 +27,6 @@ fn read_line() -> std::io::Result<String> {
 
 /// As [`ask`], with the terminal's echo off while the user types.
 pub fn ask_secret(prompt: &str) -> std::io::Result<String> {
-    eprint!("{prompt}");
-    std::io::stderr().flush()?;
     let fd = libc::STDIN_FILENO;
     // SAFETY: termios is plain data; tcgetattr fills it for a valid fd.
     let mut original: libc::termios = unsafe { std::mem::zeroed() };
@@ -45,7 +43,10 @@ pub fn ask_secret(prompt: &str) -> std::io::Result<String> {
     if unsafe { libc::tcsetattr(fd, libc::TCSANOW, &silent) } != 0 {
         return Err(std::io::Error::last_os_error());
     }
-    let answer = read_line();
+    // The prompt only once echo is off: an answer typed (or pasted) the
+    // moment it appears is never shown.
+    eprint!("{prompt}");
+    let answer = std::io::stderr().flush().and_then(|_| read_line());
     restore();
     answer
 }

@@ -36,7 +36,8 @@ fn every_argument_has_help_text() {
         let text = help(verb);
         let mut in_list = false;
         for line in text.lines() {
-            if line == "Arguments:" || line == "Options:" {
+            // Every section: Arguments, Options, and the headed groups.
+            if !line.starts_with(' ') && line.ends_with(':') && line != "Usage:" {
                 in_list = true;
                 continue;
             }
@@ -58,6 +59,70 @@ fn every_argument_has_help_text() {
         }
     }
     assert!(missing.is_empty(), "without help text: {missing:#?}");
+}
+
+/// The options under one heading of a help text.
+fn section<'a>(text: &'a str, heading: &str) -> Vec<&'a str> {
+    text.lines()
+        .skip_while(|l| !l.starts_with(heading))
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .collect()
+}
+
+#[test]
+fn global_flags_are_listed_apart_and_parallel_only_where_layers_move() {
+    let transfers: [&[&str]; 5] = [&["pull"], &["push"], &["copy"], &["mutate"], &["export"]];
+    let others: [&[&str]; 6] = [
+        &["tags"],
+        &["login"],
+        &["logout"],
+        &["inspect"],
+        &["cache", "ls"],
+        &["cache", "prune"],
+    ];
+    for verb in transfers.iter().chain(others.iter()) {
+        let text = help(verb);
+        let own = section(&text, "Options:").join("\n");
+        let registry = section(&text, "Registry options").join("\n");
+        for global in ["--timeout", "--creds", "--insecure", "--cert-dir"] {
+            assert!(
+                !own.contains(global),
+                "{verb:?}: {global} among the verb's own options:\n{text}"
+            );
+            assert!(
+                registry.contains(global),
+                "{verb:?}: {global} not under Registry options:\n{text}"
+            );
+        }
+        assert!(
+            section(&text, "Global options:")
+                .join("\n")
+                .contains("--verbose"),
+            "{text}"
+        );
+        let parallel = own.contains("--parallel");
+        assert_eq!(
+            parallel,
+            transfers.contains(verb),
+            "{verb:?} --parallel:\n{text}"
+        );
+        assert!(
+            !text.contains("--parallel") || parallel,
+            "{verb:?}:\n{text}"
+        );
+    }
+    for verb in [&["copy"][..], &["push"], &["mutate"]] {
+        let sides = section(&help(verb), "Source / destination registry options:").join("\n");
+        for flag in [
+            "--src-creds",
+            "--dest-creds",
+            "--src-tls-verify",
+            "--dest-cert-dir",
+        ] {
+            assert!(sides.contains(flag), "{verb:?} lacks {flag}");
+        }
+    }
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! One registry host: scheme detection, authentication, retries.
 
-use std::collections::HashMap;
-use std::path::PathBuf;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -42,6 +42,122 @@ pub struct ClientOptions {
     /// headers, or a body that stops mid-way) is dropped; the request is
     /// retried and a blob resumed with Range, like after a reset.
     pub timeout: Duration,
+    /// A client certificate for registries that ask for one (mutual TLS).
+    pub client_cert: Option<ClientCert>,
+    /// Directories laid out as Docker's `/etc/docker/certs.d`: for a
+    /// registry `HOST[:PORT]`, `DIR/HOST[:PORT]/*.crt` are CAs it is
+    /// trusted with and `*.cert` + `*.key` a client certificate.
+    pub certs_dirs: Vec<PathBuf>,
+    /// Settings for one registry host (lowercase `HOST[:PORT]` as in
+    /// references) over the ones above: what `--src-*`/`--dest-*` set.
+    pub hosts: BTreeMap<String, HostOptions>,
+}
+
+/// A client certificate and its private key (PEM files).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientCert {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// What one registry host gets instead of the common settings.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HostOptions {
+    pub credentials: Option<Credentials>,
+    /// `Some(false)`: do not verify TLS certificates, and speak plain HTTP
+    /// where the registry does not speak TLS (skopeo's `--tls-verify=false`).
+    pub tls_verify: Option<bool>,
+    pub plain_http: Option<bool>,
+    /// CA certificates trusted for this host, besides the common ones.
+    pub ca_certs: Vec<PathBuf>,
+    pub client_cert: Option<ClientCert>,
+}
+
+/// The certs.d directories Docker and the containers tools read, or the
+/// ones `$DOCKYARD_CERTS_D` names (colon-separated).
+pub fn default_certs_dirs() -> Vec<PathBuf> {
+    if let Some(list) = std::env::var_os("DOCKYARD_CERTS_D") {
+        return std::env::split_paths(&list).collect();
+    }
+    let mut dirs = vec![
+        PathBuf::from("/etc/docker/certs.d"),
+        PathBuf::from("/etc/containers/certs.d"),
+    ];
+    if let Some(home) = std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+        dirs.push(PathBuf::from(home).join(".config/containers/certs.d"));
+    }
+    dirs
+}
+
+/// A directory laid out as one host's entry in Docker's certs.d (and as
+/// skopeo's `--cert-dir`): `*.crt` are CA certificates, `NAME.cert` with
+/// `NAME.key` a client certificate.
+pub fn read_cert_dir(dir: &Path) -> Result<(Vec<PathBuf>, Option<ClientCert>)> {
+    let entries = std::fs::read_dir(dir).map_err(|e| RegistryError::Tls {
+        reason: format!("{}: {e}", dir.display()),
+    })?;
+    let mut files: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+    files.sort();
+    let mut cas = Vec::new();
+    let mut client = None;
+    for f in files {
+        match f.extension().and_then(|e| e.to_str()) {
+            // skopeo's --cert-dir also takes .pem CAs.
+            Some("crt") | Some("pem") => cas.push(f),
+            Some("cert") => {
+                let key = f.with_extension("key");
+                if !key.is_file() {
+                    return Err(RegistryError::Tls {
+                        reason: format!(
+                            "{}: client certificate without its key {}",
+                            f.display(),
+                            key.display()
+                        ),
+                    });
+                }
+                client = Some(ClientCert { cert: f, key });
+            }
+            _ => {}
+        }
+    }
+    Ok((cas, client))
+}
+
+impl ClientOptions {
+    /// The settings for one registry host: the common ones, then what its
+    /// certs.d directory holds, then its own entry in `hosts`.
+    pub fn for_host(&self, host: &str) -> Result<ClientOptions> {
+        let host = host.to_ascii_lowercase();
+        let mut opts = self.clone();
+        for dir in &self.certs_dirs {
+            let dir = dir.join(&host);
+            if !dir.exists() {
+                continue;
+            }
+            let (cas, client) = read_cert_dir(&dir)?;
+            opts.ca_certs.extend(cas);
+            if client.is_some() {
+                opts.client_cert = client;
+            }
+        }
+        if let Some(h) = self.hosts.get(&host) {
+            if let Some(c) = &h.credentials {
+                opts.credentials = Some(c.clone());
+            }
+            if let Some(verify) = h.tls_verify {
+                opts.insecure_skip_tls_verify = !verify;
+            }
+            if let Some(plain) = h.plain_http {
+                opts.plain_http = plain;
+            }
+            opts.ca_certs.extend(h.ca_certs.iter().cloned());
+            if let Some(c) = &h.client_cert {
+                opts.client_cert = Some(c.clone());
+            }
+        }
+        opts.hosts.clear();
+        Ok(opts)
+    }
 }
 
 impl Default for ClientOptions {
@@ -57,6 +173,9 @@ impl Default for ClientOptions {
             chunk_size: 128 << 20,
             connect_timeout: Duration::from_secs(30),
             timeout: Duration::from_secs(30),
+            client_cert: None,
+            certs_dirs: default_certs_dirs(),
+            hosts: BTreeMap::new(),
         }
     }
 }
@@ -177,8 +296,11 @@ impl WithoutUrl for reqwest::Error {
 impl Registry {
     /// Connect to a registry by name (`docker.io`, `ghcr.io`, `127.0.0.1:5000`).
     pub async fn connect(name: &str, opts: ClientOptions) -> Result<Registry> {
+        let name = name.to_ascii_lowercase();
+        let name = name.as_str();
+        let opts = opts.for_host(name)?;
         let mut given = Vec::new();
-        if !opts.ca_certs.is_empty() && !opts.insecure_skip_tls_verify {
+        if !opts.insecure_skip_tls_verify {
             for ca in &opts.ca_certs {
                 let pem = std::fs::read(ca).map_err(|e| RegistryError::Tls {
                     reason: format!("{}: {e}", ca.display()),
@@ -186,6 +308,11 @@ impl Registry {
                 given.push((ca.clone(), pem));
             }
         }
+        let identity = opts
+            .client_cert
+            .as_ref()
+            .map(crate::tls::ClientIdentity::read)
+            .transpose()?;
         let client = |read_timeout: Option<Duration>| -> Result<reqwest::Client> {
             let mut builder = reqwest::Client::builder()
                 .user_agent(concat!("dockyard/", env!("CARGO_PKG_VERSION")))
@@ -194,8 +321,12 @@ impl Registry {
             if let Some(t) = read_timeout {
                 builder = builder.read_timeout(t);
             }
-            if !given.is_empty() {
-                builder = builder.use_preconfigured_tls(crate::tls::client_config(&given)?);
+            if !given.is_empty() || identity.is_some() {
+                builder = builder.use_preconfigured_tls(crate::tls::client_config(
+                    &given,
+                    identity.clone(),
+                    opts.insecure_skip_tls_verify,
+                )?);
             }
             builder.build().map_err(|e| RegistryError::Tls {
                 reason: format!("cannot set up the HTTP client: {}", describe(&e)),
@@ -212,6 +343,9 @@ impl Registry {
             "http"
         } else if is_loopback(host) {
             probe_scheme(&http, host).await
+        } else if opts.insecure_skip_tls_verify {
+            // As skopeo's --tls-verify=false: HTTPS unverified, else HTTP.
+            https_or_plain(&http, host).await
         } else {
             "https"
         };
@@ -327,10 +461,21 @@ impl Registry {
                 Ok(r) => r,
                 Err(e) => {
                     last = describe(&e);
+                    tracing::debug!("GET {} (token) failed, retrying: {last}", shown_url(&url));
                     continue;
                 }
             };
             let status = resp.status();
+            tracing::debug!(
+                "GET {} -> {status} (token for {}; {})",
+                shown_url(&url),
+                scope.0.join(" "),
+                if creds.is_some() {
+                    "with basic credentials"
+                } else {
+                    "anonymous"
+                }
+            );
             // 501 Not Implemented will not change with a retry (an ordinary
             // web server answering registry paths).
             let retryable = (status.is_server_error() && status != StatusCode::NOT_IMPLEMENTED)
@@ -434,7 +579,11 @@ impl Registry {
                         ));
                     }
                     attempt += 1;
-                    tracing::debug!(registry = %self.name, what, error = %last, "retrying after a network error");
+                    tracing::debug!(
+                        "{method} {} failed (attempt {attempt} of {}), retrying: {last}",
+                        shown_url(&url),
+                        self.opts.attempts
+                    );
                     if attempt < self.opts.attempts {
                         tokio::time::sleep(self.backoff(attempt, None)).await;
                     }
@@ -442,6 +591,11 @@ impl Registry {
                 }
             };
             let status = resp.status();
+            tracing::debug!(
+                "{method} {} -> {status} ({what}; auth: {})",
+                shown_url(&url),
+                auth_used(authorization.as_deref(), scope)
+            );
             if status == StatusCode::UNAUTHORIZED {
                 let challenge = resp
                     .headers()
@@ -474,7 +628,14 @@ impl Registry {
                 let retry_after = retry_after_of(&resp);
                 last = format!("HTTP {status}");
                 attempt += 1;
-                tracing::debug!(registry = %self.name, what, %status, "retrying");
+                tracing::debug!(
+                    "{method} {} -> {status}: retrying (attempt {attempt} of {}{})",
+                    shown_url(&url),
+                    self.opts.attempts,
+                    retry_after
+                        .map(|d| format!(", Retry-After {}s", d.as_secs()))
+                        .unwrap_or_default()
+                );
                 if attempt < self.opts.attempts {
                     tokio::time::sleep(self.backoff(attempt, retry_after)).await;
                 }
@@ -624,6 +785,23 @@ impl Registry {
     }
 }
 
+/// A URL for the log: no query (upload URLs carry state there).
+fn shown_url(url: &Url) -> String {
+    let mut u = url.clone();
+    u.set_query(None);
+    u.to_string()
+}
+
+/// How a request authenticated, for the log, without the secret.
+fn auth_used(authorization: Option<&str>, scope: &Scope) -> String {
+    match authorization {
+        None => "anonymous".into(),
+        Some(a) if a.starts_with("Basic ") => "basic".into(),
+        Some(_) if scope.0.is_empty() => "bearer token".into(),
+        Some(_) => format!("bearer token for {}", scope.0.join(" ")),
+    }
+}
+
 /// A `Retry-After` in seconds (the HTTP-date form is treated as absent).
 fn retry_after_of(resp: &Response) -> Option<Duration> {
     resp.headers()
@@ -656,6 +834,32 @@ async fn probe_scheme(http: &reqwest::Client, host: &str) -> &'static str {
         }
         // Nothing answered plain HTTP: try TLS (and report its error there).
         Err(_) => "https",
+    }
+}
+
+/// For a registry the user allowed to skip TLS checks: HTTPS when it
+/// speaks TLS, plain HTTP when the TLS handshake itself fails.
+async fn https_or_plain(http: &reqwest::Client, host: &str) -> &'static str {
+    let Ok(url) = Url::parse(&format!("https://{host}/v2/")) else {
+        return "https";
+    };
+    match http.get(url).timeout(Duration::from_secs(10)).send().await {
+        Err(e) if e.is_connect() && !e.is_timeout() => {
+            let Ok(plain) = Url::parse(&format!("http://{host}/v2/")) else {
+                return "https";
+            };
+            let answered = http
+                .get(plain)
+                .timeout(Duration::from_secs(10))
+                .send()
+                .await;
+            if answered.is_ok() {
+                "http"
+            } else {
+                "https"
+            }
+        }
+        _ => "https",
     }
 }
 

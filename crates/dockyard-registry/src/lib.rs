@@ -20,7 +20,7 @@ pub mod tags;
 pub mod tls;
 
 pub use auth::Credentials;
-pub use client::{ClientOptions, Registry, Scope};
+pub use client::{read_cert_dir, ClientCert, ClientOptions, HostOptions, Registry, Scope};
 pub use error::{RegistryError, Result};
 pub use pull::{PullOptions, Pulled};
 pub use push::{PushOptions, Pushed, PushedIndex};

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 
 use crate::error::{RegistryError, Result};
@@ -71,9 +71,106 @@ impl ServerCertVerifier for TrustedOrWebPki {
     }
 }
 
+/// A client certificate chain and key, read and checked once.
+#[derive(Clone, Debug)]
+pub struct ClientIdentity {
+    certs: Vec<CertificateDer<'static>>,
+    key: Arc<PrivateKeyDer<'static>>,
+}
+
+impl ClientIdentity {
+    pub fn read(files: &crate::client::ClientCert) -> Result<ClientIdentity> {
+        use rustls::pki_types::pem::PemObject;
+        let read = |p: &std::path::Path| {
+            std::fs::read(p).map_err(|e| RegistryError::Tls {
+                reason: format!("{}: {e}", p.display()),
+            })
+        };
+        let cert_pem = read(&files.cert)?;
+        let certs: Vec<CertificateDer<'static>> =
+            rustls_pemfile_certs(&mut std::io::BufReader::new(&cert_pem[..]))
+                .collect::<std::io::Result<_>>()
+                .map_err(|e| RegistryError::Tls {
+                    reason: format!("{}: {e}", files.cert.display()),
+                })?;
+        if certs.is_empty() {
+            return Err(RegistryError::Tls {
+                reason: format!("{}: no PEM certificate in it", files.cert.display()),
+            });
+        }
+        let key =
+            PrivateKeyDer::from_pem_slice(&read(&files.key)?).map_err(|e| RegistryError::Tls {
+                reason: format!("{}: no PEM private key in it ({e:?})", files.key.display()),
+            })?;
+        Ok(ClientIdentity {
+            certs,
+            key: Arc::new(key),
+        })
+    }
+}
+
+/// Accepts any server certificate (the user asked not to verify), while
+/// still checking the handshake's signatures.
+#[derive(Debug)]
+struct AcceptAnyServer {
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl ServerCertVerifier for AcceptAnyServer {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
 /// A rustls client config trusting the system roots, Mozilla's roots and
-/// the given PEM certificates.
-pub fn client_config(given_pem: &[(std::path::PathBuf, Vec<u8>)]) -> Result<rustls::ClientConfig> {
+/// the given PEM certificates (or any server, with `accept_any_server`),
+/// presenting `identity` to registries that ask for a client certificate.
+pub fn client_config(
+    given_pem: &[(std::path::PathBuf, Vec<u8>)],
+    identity: Option<ClientIdentity>,
+    accept_any_server: bool,
+) -> Result<rustls::ClientConfig> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
@@ -104,14 +201,28 @@ pub fn client_config(given_pem: &[(std::path::PathBuf, Vec<u8>)]) -> Result<rust
             .map_err(|e| RegistryError::Tls {
                 reason: format!("TLS setup: {e}"),
             })?;
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+    let verifier: Arc<dyn ServerCertVerifier> = if accept_any_server {
+        Arc::new(AcceptAnyServer {
+            provider: Arc::clone(&provider),
+        })
+    } else {
+        Arc::new(TrustedOrWebPki { webpki, given })
+    };
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| RegistryError::Tls {
             reason: format!("TLS setup: {e}"),
         })?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(TrustedOrWebPki { webpki, given }))
-        .with_no_client_auth();
+        .with_custom_certificate_verifier(verifier);
+    let mut config = match identity {
+        Some(id) => builder
+            .with_client_auth_cert(id.certs, id.key.clone_key())
+            .map_err(|e| RegistryError::Tls {
+                reason: format!("the client certificate and key do not go together: {e}"),
+            })?,
+        None => builder.with_no_client_auth(),
+    };
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
 }

@@ -40,6 +40,9 @@ pub enum Mode {
     Tls,
     /// TLS and basic auth.
     TlsBasic { user: String, password: String },
+    /// TLS that also asks every client for a certificate signed by the
+    /// registry's CA (`http.tls.clientcas`); `client_cert_paths()` is one.
+    MutualTls,
     /// TLS with one self-signed certificate (`CA:TRUE`, SAN IP:127.0.0.1),
     /// what `openssl req -x509 -addext subjectAltName=IP:127.0.0.1` makes
     /// and Docker's docs tell users to make; `ca_pem_path()` is that cert.
@@ -536,6 +539,8 @@ pub struct TlsFiles {
     pub ca_pem: PathBuf,
     pub cert_pem: PathBuf,
     pub key_pem: PathBuf,
+    /// A client certificate and key signed by the CA (not for self-signed).
+    pub client: Option<(PathBuf, PathBuf)>,
 }
 
 /// One self-signed certificate for IP 127.0.0.1 with `CA:TRUE`, as
@@ -554,6 +559,7 @@ pub fn write_self_signed_tls_files(dir: &Path) -> TlsFiles {
         ca_pem: dir.join("self-signed.crt"),
         cert_pem: dir.join("self-signed.crt"),
         key_pem: dir.join("self-signed.key"),
+        client: None,
     };
     std::fs::write(&files.cert_pem, cert.pem()).expect("write the cert");
     std::fs::write(&files.key_pem, key.serialize_pem()).expect("write the key");
@@ -590,11 +596,28 @@ pub fn write_tls_files(dir: &Path) -> TlsFiles {
     let cert = params
         .signed_by(&key, &ca, &ca_key)
         .expect("sign the server cert");
+    let client_key = rcgen::KeyPair::generate().expect("client key");
+    let mut client_params =
+        rcgen::CertificateParams::new(Vec::<String>::new()).expect("client params");
+    client_params.distinguished_name = rcgen::DistinguishedName::new();
+    client_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "dockyard test client");
+    client_params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
+    client_params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let client_cert = client_params
+        .signed_by(&client_key, &ca, &ca_key)
+        .expect("sign the client cert");
     let files = TlsFiles {
         ca_pem: dir.join("ca.pem"),
         cert_pem: dir.join("server.crt"),
         key_pem: dir.join("server.key"),
+        client: Some((dir.join("client.cert"), dir.join("client.key"))),
     };
+    if let Some((cert, key)) = &files.client {
+        std::fs::write(cert, client_cert.pem()).expect("write client.cert");
+        std::fs::write(key, client_key.serialize_pem()).expect("write client.key");
+    }
     std::fs::write(&files.ca_pem, ca.pem()).expect("write ca.pem");
     std::fs::write(&files.cert_pem, cert.pem()).expect("write server.crt");
     std::fs::write(&files.key_pem, key.serialize_pem()).expect("write server.key");
@@ -626,10 +649,11 @@ impl RegistryGuard {
             .expect("temp dir");
         let d = dir.path();
         let self_signed = matches!(mode, Mode::TlsSelfSigned);
+        let mutual = matches!(mode, Mode::MutualTls);
         let (tls, basic, token_opts) = match mode {
             Mode::Open => (false, None, None),
             Mode::Basic { user, password } => (false, Some((user, password)), None),
-            Mode::Tls | Mode::TlsSelfSigned => (true, None, None),
+            Mode::Tls | Mode::TlsSelfSigned | Mode::MutualTls => (true, None, None),
             Mode::TlsBasic { user, password } => (true, Some((user, password)), None),
             Mode::Token(t) => (false, None, Some(t)),
         };
@@ -650,6 +674,12 @@ impl RegistryGuard {
                 t.cert_pem.display(),
                 t.key_pem.display()
             ));
+            if mutual {
+                config.push_str(&format!(
+                    "    clientcas:\n      - \"{}\"\n",
+                    t.ca_pem.display()
+                ));
+            }
         }
         if let Some((user, password)) = &basic {
             if !require_tool("htpasswd") {
@@ -762,6 +792,14 @@ impl RegistryGuard {
             .as_ref()
             .map(|t| t.ca_pem.clone())
             .expect("ca_pem_path: the registry was not started with TLS")
+    }
+    /// A client certificate and key the registry's CA signed (TLS modes
+    /// but the self-signed one).
+    pub fn client_cert_paths(&self) -> (PathBuf, PathBuf) {
+        self.tls
+            .as_ref()
+            .and_then(|t| t.client.clone())
+            .expect("client_cert_paths: the registry has no CA-signed TLS")
     }
     pub fn token_server(&self) -> Option<&TokenServer> {
         self.token.as_ref()

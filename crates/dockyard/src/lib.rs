@@ -36,7 +36,9 @@ pub use dockyard_image::{
     ConfigEdit, Descriptor, Digest, Image, Index, IndexManifest, Layer, Location, Manifest,
     Platform, Reference, Store,
 };
-pub use dockyard_registry::{ClientOptions, Credentials, Registry};
+pub use dockyard_registry::{
+    read_cert_dir, ClientCert, ClientOptions, Credentials, HostOptions, Registry,
+};
 pub use dockyard_run::ExportOptions;
 pub use error::{Error, Result};
 pub use inspect::Inspection;
