@@ -168,6 +168,10 @@ impl AtomicFile {
     pub fn file(&mut self) -> &mut File {
         self.temp.as_file_mut()
     }
+    /// The temp file as a writer whose failures name the destination.
+    pub fn writer(&mut self) -> OutputWriter<'_, &mut File> {
+        OutputWriter::new(self.temp.as_file_mut(), &self.dest)
+    }
     /// Rename into place without fsync: for outputs handed to the user
     /// (archives), where a crash must not leave a half file under the final
     /// name but power-loss durability is not promised (as with cp or
@@ -208,11 +212,80 @@ impl AtomicFile {
 
 impl Write for AtomicFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.temp.write(buf)
+        let dest = &self.dest;
+        self.temp.write(buf).map_err(|e| output_failed(e, dest))
     }
     fn flush(&mut self) -> io::Result<()> {
-        self.temp.flush()
+        let dest = &self.dest;
+        self.temp.flush().map_err(|e| output_failed(e, dest))
     }
+}
+
+/// A writer whose failures name the file being written. A copy reads one
+/// file and writes another; an `io::copy` error alone does not say which
+/// side failed, so a full disk would be reported against the source.
+/// The error carries `Error::Io { path: OUTPUT }`, which
+/// `digest::unwrap_io` (and every caller that unwraps inner errors)
+/// reports as it is.
+pub struct OutputWriter<'a, W> {
+    inner: W,
+    path: &'a Path,
+}
+
+impl<'a, W: Write> OutputWriter<'a, W> {
+    pub fn new(inner: W, path: &'a Path) -> Self {
+        OutputWriter { inner, path }
+    }
+}
+
+impl<W: Write> Write for OutputWriter<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.inner
+            .write(buf)
+            .map_err(|e| output_failed(e, self.path))
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush().map_err(|e| output_failed(e, self.path))
+    }
+}
+
+impl<W: io::Seek> io::Seek for OutputWriter<'_, W> {
+    fn seek(&mut self, pos: io::SeekFrom) -> io::Result<u64> {
+        self.inner
+            .seek(pos)
+            .map_err(|e| output_failed(e, self.path))
+    }
+}
+
+/// An error about a path inside a directory built aside (a temporary
+/// renamed into place when complete) told as the path the user named.
+pub fn in_final_dir(e: crate::error::Error, temp: &Path, dest: &Path) -> crate::error::Error {
+    match e {
+        crate::error::Error::Io { path, source } => {
+            let path = match path.strip_prefix(temp) {
+                Ok(rest) => dest.join(rest),
+                Err(_) => path,
+            };
+            crate::error::Error::Io { path, source }
+        }
+        other => other,
+    }
+}
+
+fn output_failed(e: io::Error, path: &Path) -> io::Error {
+    if e.get_ref()
+        .map(|i| i.is::<crate::error::Error>())
+        .unwrap_or(false)
+    {
+        return e;
+    }
+    io::Error::new(
+        e.kind(),
+        crate::error::Error::Io {
+            path: path.to_path_buf(),
+            source: e,
+        },
+    )
 }
 
 /// Write `bytes` to `dest` atomically.

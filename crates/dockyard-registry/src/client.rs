@@ -571,6 +571,13 @@ impl Registry {
                 Ok(r) => r,
                 Err(e) => {
                     last = describe(&e);
+                    if is_plain_http_answer(&last) {
+                        return Err(net_err(
+                            &self.name,
+                            what,
+                            format!("{last} (the registry answered in plain HTTP, not TLS: pass --plain-http, or --src-plain-http / --dest-plain-http for one side of a copy)"),
+                        ));
+                    }
                     if is_certificate_error(&last) {
                         return Err(net_err(
                             &self.name,
@@ -817,6 +824,12 @@ fn is_certificate_error(description: &str) -> bool {
         || description.contains("certificate verify failed")
 }
 
+/// A TLS handshake answered with plain HTTP: rustls sees a record type
+/// that does not exist ("HTTP/1.1 400 …" starts with 'H').
+fn is_plain_http_answer(description: &str) -> bool {
+    description.contains("InvalidContentType")
+}
+
 /// For a loopback registry: plain HTTP unless it speaks TLS.
 async fn probe_scheme(http: &reqwest::Client, host: &str) -> &'static str {
     let Ok(url) = Url::parse(&format!("http://{host}/v2/")) else {
@@ -832,7 +845,10 @@ async fn probe_scheme(http: &reqwest::Client, host: &str) -> &'static str {
             }
             "http"
         }
-        // Nothing answered plain HTTP: try TLS (and report its error there).
+        // Nothing listens at all: say so against http://, what a loopback
+        // registry most likely speaks (a TLS server would have accepted).
+        Err(e) if e.is_connect() => "http",
+        // Something answered but not in HTTP: try TLS (and report its error there).
         Err(_) => "https",
     }
 }
@@ -865,7 +881,55 @@ async fn https_or_plain(http: &reqwest::Client, host: &str) -> &'static str {
 
 #[cfg(test)]
 mod tests {
-    use super::is_loopback;
+    use super::*;
+    use dockyard_testsupport::registry::{Mode, RegistryGuard};
+
+    fn quick() -> ClientOptions {
+        ClientOptions {
+            attempts: 2,
+            backoff: Duration::from_millis(10),
+            ..ClientOptions::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn tls_spoken_to_a_plain_http_registry_says_so_at_once() {
+        let Some(registry) = RegistryGuard::start(Mode::Open) else {
+            return;
+        };
+        let mut client = Registry::connect(&registry.host(), quick()).await.unwrap();
+        assert_eq!(
+            client.base.scheme(),
+            "http",
+            "a loopback registry is probed"
+        );
+        // As a non-loopback host would be reached: HTTPS.
+        client.base = Url::parse(&format!("https://{}/", registry.host())).unwrap();
+        let err = client.verify_login(None).await.unwrap_err().to_string();
+        assert!(
+            err.contains("plain HTTP") && err.contains("--plain-http"),
+            "{err}"
+        );
+        assert!(!err.contains("gave up"), "not retried: {err}");
+    }
+
+    #[tokio::test]
+    async fn a_loopback_registry_that_is_down_names_the_url_tried() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let client = Registry::connect(&format!("127.0.0.1:{port}"), quick())
+            .await
+            .unwrap();
+        let err = client.verify_login(None).await.unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("http://127.0.0.1:{port}/v2/")),
+            "names the URL tried: {err}"
+        );
+        assert!(!err.contains("https://"), "{err}");
+    }
 
     #[test]
     fn loopback_means_loopback_addresses_only() {

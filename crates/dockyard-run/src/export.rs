@@ -219,7 +219,8 @@ impl Rootfs<'_> {
                     .mode(0o600)
                     .open(&path)
                     .at(&path)?;
-                io::copy(&mut entry, &mut f).map_err(|e| layer_error(layer_name, e))?;
+                let mut out = dockyard_image::atomic::OutputWriter::new(&mut f, &path);
+                io::copy(&mut entry, &mut out).map_err(|e| layer_error(layer_name, e))?;
             }
             tar::EntryType::Symlink => {
                 let target = entry
@@ -395,48 +396,53 @@ pub fn export_rootfs_with(
         .tempdir_in(&parent)
         .at(&parent)?;
     dockyard_image::atomic::register_temp(temp.path());
-    let mut fs_state = Rootfs {
-        root: temp.path(),
-        this_layer: HashSet::new(),
-        dir_modes: Vec::new(),
-        is_root: unsafe { libc::geteuid() } == 0,
-        keep_setuid: options.keep_setuid,
-        dir_times: Vec::new(),
+    // Errors inside the directory being built name the one the user asked for.
+    let fill = || -> Result<()> {
+        let mut fs_state = Rootfs {
+            root: temp.path(),
+            this_layer: HashSet::new(),
+            dir_modes: Vec::new(),
+            is_root: unsafe { libc::geteuid() } == 0,
+            keep_setuid: options.keep_setuid,
+            dir_times: Vec::new(),
+        };
+        for layer in image.layers() {
+            let name = format!("layer {}", layer.digest());
+            // Counted in the layer's stored bytes, as its size is.
+            let id = layer.digest().short();
+            let raw = dockyard_image::progress::ProgressReader::new(
+                layer.source().open_raw()?,
+                progress,
+                id.clone(),
+                dockyard_image::progress::Phase::Extract,
+                layer.size(),
+            );
+            let reader = layer.open_uncompressed_from(Box::new(raw))?;
+            fs_state.apply_layer(reader, &name)?;
+            progress.finish(&id);
+        }
+        // Directory modes last, deepest first, so read-only dirs did not block children.
+        let mut modes = std::mem::take(&mut fs_state.dir_modes);
+        modes.reverse();
+        for (p, mode) in modes {
+            // A later entry may have replaced a parent with a symlink: only a
+            // path of real directories inside the root gets its mode.
+            if is_real_dir_below(temp.path(), &p) {
+                fs::set_permissions(&p, fs::Permissions::from_mode(mode)).at(&p)?;
+            }
+        }
+        let mut times = std::mem::take(&mut fs_state.dir_times);
+        times.reverse();
+        let mut done = HashSet::new();
+        for (p, mtime) in times {
+            // The newest layer's time for a directory is the one that counts.
+            if done.insert(p.clone()) && is_real_dir_below(temp.path(), &p) {
+                set_mtime(&p, mtime)?;
+            }
+        }
+        Ok(())
     };
-    for layer in image.layers() {
-        let name = format!("layer {}", layer.digest());
-        // Counted in the layer's stored bytes, as its size is.
-        let id = layer.digest().short();
-        let raw = dockyard_image::progress::ProgressReader::new(
-            layer.source().open_raw()?,
-            progress,
-            id.clone(),
-            dockyard_image::progress::Phase::Extract,
-            layer.size(),
-        );
-        let reader = layer.open_uncompressed_from(Box::new(raw))?;
-        fs_state.apply_layer(reader, &name)?;
-        progress.finish(&id);
-    }
-    // Directory modes last, deepest first, so read-only dirs did not block children.
-    let mut modes = std::mem::take(&mut fs_state.dir_modes);
-    modes.reverse();
-    for (p, mode) in modes {
-        // A later entry may have replaced a parent with a symlink: only a
-        // path of real directories inside the root gets its mode.
-        if is_real_dir_below(temp.path(), &p) {
-            fs::set_permissions(&p, fs::Permissions::from_mode(mode)).at(&p)?;
-        }
-    }
-    let mut times = std::mem::take(&mut fs_state.dir_times);
-    times.reverse();
-    let mut done = HashSet::new();
-    for (p, mtime) in times {
-        // The newest layer's time for a directory is the one that counts.
-        if done.insert(p.clone()) && is_real_dir_below(temp.path(), &p) {
-            set_mtime(&p, mtime)?;
-        }
-    }
+    fill().map_err(|e| dockyard_image::atomic::in_final_dir(e, temp.path(), dest))?;
     // The new directory itself gets the mode any tool's output would.
     dockyard_image::atomic::apply_umask(temp.path(), true).at(temp.path())?;
     let built = temp.keep();

@@ -409,7 +409,7 @@ pub fn write_image_tar(
     let written_image;
     {
         let mut tar = ArchiveWriter {
-            out: BufWriter::with_capacity(1 << 20, out.file()),
+            out: BufWriter::with_capacity(1 << 20, out.writer()),
         };
         let mut written: HashMap<Digest, Layer> = HashMap::new();
         let mut layers = Vec::with_capacity(image.layers().len());
@@ -583,7 +583,7 @@ pub fn write_oci_archive(
     let mut out = AtomicFile::create(dest)?;
     {
         let mut tar = ArchiveWriter {
-            out: BufWriter::with_capacity(1 << 20, out.file()),
+            out: BufWriter::with_capacity(1 << 20, out.writer()),
         };
         for blob in manifest.all_blobs() {
             let mut reader = ProgressReader::new(

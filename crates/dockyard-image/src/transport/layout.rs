@@ -313,7 +313,7 @@ pub fn copy_blob_to_file(blob: &Blob, dest: &Path, progress: &dyn Progress) -> R
         Phase::Copy,
         blob.descriptor.size,
     );
-    let mut w = io::BufWriter::with_capacity(1 << 20, f.file());
+    let mut w = io::BufWriter::with_capacity(1 << 20, f.writer());
     io::copy(&mut reader, &mut w).map_err(|e| unwrap_io(e, &blob.source.path()))?;
     w.flush().at(dest)?;
     drop(w);
@@ -403,7 +403,7 @@ pub fn write_layout_dir(
         .and_then(|_| crate::atomic::apply_umask(temp.path(), true).at(temp.path()));
     if let Err(e) = filled {
         crate::atomic::unregister_temp(temp.path());
-        return Err(e);
+        return Err(crate::atomic::in_final_dir(e, temp.path(), dir));
     }
     let built = temp.keep();
     crate::atomic::commit_temp(&built, || fs::rename(&built, dir)).map_err(|e| {
