@@ -25,7 +25,7 @@ pub struct Descriptor {
 }
 
 fn invalid(what: &str, reason: String) -> Error {
-    Error::InvalidImage {
+    Error::MalformedDocument {
         what: what.to_string(),
         reason,
     }

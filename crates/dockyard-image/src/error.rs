@@ -44,8 +44,50 @@ pub enum Error {
         source: serde_json::Error,
     },
 
+    /// A manifest, index, config or descriptor whose JSON parses but does
+    /// not have the shape its media type requires.
     #[error("{what}: {reason}")]
-    InvalidImage { what: String, reason: String },
+    MalformedDocument { what: String, reason: String },
+
+    #[error("{image}: manifest lists {layers} layers but the config lists {diff_ids} diff_ids")]
+    LayerCountMismatch {
+        image: String,
+        layers: usize,
+        diff_ids: usize,
+    },
+
+    #[error("{what}: rootfs.diff_ids do not match the image's layers")]
+    DiffIdsDisagree { what: String },
+
+    #[error("{index}: indexes nested too deeply")]
+    NestedTooDeep { index: String },
+
+    #[error("{index}: cannot write it whole to {destination}: the source does not hold {} of its entries ({}); pick one platform with --platform", .missing.len(), .missing.join(", "))]
+    IncompleteIndex {
+        index: String,
+        destination: String,
+        missing: Vec<String>,
+    },
+
+    #[error("{index}: the image for {platform} ({digest}) is listed but not held here")]
+    ChildNotHeld {
+        index: String,
+        platform: String,
+        digest: Digest,
+    },
+
+    #[error("{store}: cannot name {name}: blob {digest} is not stored")]
+    BlobNotStored {
+        store: PathBuf,
+        name: String,
+        digest: Digest,
+    },
+
+    #[error("{what}: {size} bytes is more than the {limit} allowed here")]
+    TooLarge { what: String, size: u64, limit: u64 },
+
+    #[error("{layer}: {reason}")]
+    CorruptLayer { layer: String, reason: String },
 
     #[error("{location}: no image named {wanted}; present: {}", format_present(.present))]
     ImageNotFound {

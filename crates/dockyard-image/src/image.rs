@@ -32,7 +32,7 @@ pub(crate) fn parse_json(what: &str, bytes: &[u8]) -> Result<Value> {
 }
 
 fn invalid(what: impl Into<String>, reason: impl Into<String>) -> Error {
-    Error::InvalidImage {
+    Error::MalformedDocument {
         what: what.into(),
         reason: reason.into(),
     }

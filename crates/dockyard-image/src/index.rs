@@ -35,7 +35,7 @@ impl IndexManifest {
         let list = value
             .get("manifests")
             .and_then(Value::as_array)
-            .ok_or_else(|| Error::InvalidImage {
+            .ok_or_else(|| Error::MalformedDocument {
                 what: what.to_string(),
                 reason: "index has no manifests list".into(),
             })?;
@@ -185,7 +185,7 @@ impl Index {
     /// the one its entry names.
     pub fn new(manifest: IndexManifest, children: Vec<Option<Manifest>>) -> Result<Index> {
         if children.len() != manifest.manifests.len() {
-            return Err(Error::InvalidImage {
+            return Err(Error::MalformedDocument {
                 what: format!("index {}", manifest.digest()),
                 reason: format!(
                     "{} entries but {} children",
@@ -290,12 +290,10 @@ impl Index {
                 kind: "an artifact",
                 media_type: a.artifact_type().to_string(),
             }),
-            None => Err(Error::InvalidImage {
-                what: format!("index {}", self.digest()),
-                reason: format!(
-                    "the image for {want} ({}) is listed but not held here",
-                    d.digest
-                ),
+            None => Err(Error::ChildNotHeld {
+                index: format!("index {}", self.digest()),
+                platform: want.to_string(),
+                digest: d.digest.clone(),
             }),
         }
     }

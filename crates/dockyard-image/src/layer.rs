@@ -146,9 +146,10 @@ impl BlobSource {
     /// Read all bytes (for small blobs: manifests, configs).
     pub fn read_all(&self, limit: u64) -> Result<Vec<u8>> {
         if self.len() > limit {
-            return Err(Error::InvalidImage {
+            return Err(Error::TooLarge {
                 what: self.describe(),
-                reason: format!("{} bytes is more than the {limit} allowed here", self.len()),
+                size: self.len(),
+                limit,
             });
         }
         let mut out = Vec::with_capacity(self.len() as usize);

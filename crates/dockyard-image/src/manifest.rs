@@ -30,7 +30,7 @@ pub enum Kind {
 /// used when the document does not say.
 pub fn classify(what: &str, value: &Value, media_type: &str) -> Result<Kind> {
     if !value.is_object() {
-        return Err(Error::InvalidImage {
+        return Err(Error::MalformedDocument {
             what: what.to_string(),
             reason: "manifest is not a JSON object".into(),
         });
@@ -46,7 +46,7 @@ pub fn classify(what: &str, value: &Value, media_type: &str) -> Result<Kind> {
             })
         }
         _ => {
-            return Err(Error::InvalidImage {
+            return Err(Error::MalformedDocument {
                 what: what.to_string(),
                 reason: "manifest has no schemaVersion 2".into(),
             })
@@ -153,7 +153,7 @@ impl Artifact {
         let value = parse_json(&what, &raw)?;
         let descriptors = referenced(&what, &raw)?;
         if descriptors.len() != sources.len() {
-            return Err(Error::InvalidImage {
+            return Err(Error::MalformedDocument {
                 what,
                 reason: format!(
                     "{} blobs listed, {} found",
@@ -403,20 +403,16 @@ impl Manifest {
         if missing.is_empty() {
             return Ok(());
         }
-        Err(Error::InvalidImage {
-            what: format!("index {}", self.digest()),
-            reason: format!(
-                "cannot write it whole to {destination}: the source does not hold {} of its entries ({}); pick one platform with --platform",
-                missing.len(),
-                missing
-                    .iter()
-                    .map(|d| match &d.platform {
-                        Some(p) => format!("{p} {}", d.digest),
-                        None => d.digest.to_string(),
-                    })
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
+        Err(Error::IncompleteIndex {
+            index: format!("index {}", self.digest()),
+            destination: destination.to_string(),
+            missing: missing
+                .iter()
+                .map(|d| match &d.platform {
+                    Some(p) => format!("{p} {}", d.digest),
+                    None => d.digest.to_string(),
+                })
+                .collect(),
         })
     }
 }

@@ -227,9 +227,8 @@ impl Image {
         let same = ids.len() == self.layers().len()
             && ids.iter().zip(self.layers()).all(|(d, l)| d == l.diff_id());
         if !same {
-            return Err(Error::InvalidImage {
+            return Err(Error::DiffIdsDisagree {
                 what: "new config".into(),
-                reason: "rootfs.diff_ids do not match the image's layers".into(),
             });
         }
         let (manifest, _, layers) = self.parts();

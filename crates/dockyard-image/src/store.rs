@@ -246,12 +246,10 @@ impl Store {
     /// name pointed at before).
     pub fn name_descriptor(&self, name: &str, descriptor: &Descriptor) -> Result<()> {
         if !self.has_blob(&descriptor.digest) {
-            return Err(Error::InvalidImage {
-                what: format!("the store ({})", self.root.display()),
-                reason: format!(
-                    "cannot name {name}: blob {} is not stored",
-                    descriptor.digest
-                ),
+            return Err(Error::BlobNotStored {
+                store: self.root.clone(),
+                name: name.to_string(),
+                digest: descriptor.digest.clone(),
             });
         }
         let named = descriptor.with_ref_name(Some(name));

@@ -195,12 +195,23 @@ impl Registry {
         } else {
             top
         };
+        self.open_tree(chosen, &repo, handle).await
+    }
+
+    /// The tree `m` heads: manifests and configs fetched, layer blobs left
+    /// in the registry.
+    pub(crate) async fn open_tree(
+        &self,
+        m: FetchedManifest,
+        repo: &str,
+        handle: Handle,
+    ) -> Result<Manifest> {
         let remote = Arc::new(RegistryBlobs {
             client: self.clone(),
-            repo: repo.clone(),
+            repo: repo.to_string(),
             handle,
         });
-        self.lazy_manifest(chosen, &remote, 0).await
+        self.lazy_manifest(m, &remote, 0).await
     }
 
     fn lazy_manifest<'a>(
@@ -225,11 +236,7 @@ impl Registry {
             match classify(&what, &value, &m.media_type)? {
                 Kind::Index => {
                     if depth > 4 {
-                        return Err(dockyard_image::Error::InvalidImage {
-                            what,
-                            reason: "indexes nested too deeply".into(),
-                        }
-                        .into());
+                        return Err(dockyard_image::Error::NestedTooDeep { index: what }.into());
                     }
                     let index = IndexManifest::parse(&what, m.bytes)?;
                     let mut children = Vec::new();
@@ -264,13 +271,10 @@ impl Registry {
                         &config_value,
                     )?;
                     if diff_ids.len() != info.layers.len() {
-                        return Err(dockyard_image::Error::InvalidImage {
-                            what,
-                            reason: format!(
-                                "manifest lists {} layers but the config lists {} diff_ids",
-                                info.layers.len(),
-                                diff_ids.len()
-                            ),
+                        return Err(dockyard_image::Error::LayerCountMismatch {
+                            image: what,
+                            layers: info.layers.len(),
+                            diff_ids: diff_ids.len(),
                         }
                         .into());
                     }

@@ -2,19 +2,16 @@
 //! layers in parallel, each verified before it becomes visible; partial
 //! blobs resume with a Range request.
 
-use std::fs;
 use std::io::Write;
 use std::time::Duration;
 
 use std::collections::HashMap;
 
-use dockyard_image::image::{config_diff_ids, ManifestInfo};
-use dockyard_image::manifest::{classify, referenced, Kind};
+use dockyard_image::image::ManifestInfo;
+use dockyard_image::manifest::{classify, Kind};
 use dockyard_image::progress::{Meter, Phase, Progress};
-use dockyard_image::{
-    Descriptor, Digest, Image, IndexManifest, Manifest, Platform, Reference, Store,
-};
-use futures_util::{stream, StreamExt, TryStreamExt};
+use dockyard_image::{Digest, Image, IndexManifest, Manifest, Platform, Reference, Store};
+use futures_util::StreamExt;
 use reqwest::header::{HeaderMap, HeaderValue, CONTENT_RANGE, RANGE};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
@@ -48,18 +45,20 @@ pub struct Pulled {
     pub bytes_fetched: u64,
 }
 
-fn io_err(path: &std::path::Path, e: std::io::Error) -> RegistryError {
-    RegistryError::Image(dockyard_image::Error::Io {
-        path: path.to_path_buf(),
-        source: e,
-    })
-}
-
 /// Counters shared by parallel blob fetches.
 #[derive(Default)]
-struct Counters {
+pub(crate) struct Counters {
     blobs: std::sync::atomic::AtomicUsize,
     bytes: std::sync::atomic::AtomicU64,
+}
+
+impl Counters {
+    /// Count `blobs` fetched with `bytes` between them.
+    pub(crate) fn add(&self, blobs: usize, bytes: u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.blobs.fetch_add(blobs, Relaxed);
+        self.bytes.fetch_add(bytes, Relaxed);
+    }
 }
 
 impl Registry {
@@ -232,22 +231,6 @@ impl Registry {
         }
     }
 
-    /// Fetch a small blob (a config) into the store and return its bytes.
-    async fn fetch_small_blob(
-        &self,
-        repo: &str,
-        d: &Descriptor,
-        store: &Store,
-        progress: &dyn Progress,
-    ) -> Result<(Vec<u8>, u64)> {
-        let n = self
-            .fetch_blob_to_store(repo, &d.digest, Some(d.size), store, progress)
-            .await?;
-        let path = store.blob_path(&d.digest);
-        let bytes = fs::read(&path).map_err(|e| io_err(&path, e))?;
-        Ok((bytes, n))
-    }
-
     /// The child of `index` for `want`, following nested indexes. Entries
     /// without a `platform` field are placed by their config's os and
     /// architecture (fetched only when such entries exist).
@@ -292,52 +275,10 @@ impl Registry {
             }
             index = IndexManifest::parse(&format!("index {}", m.digest), m.bytes)?;
         }
-        Err(dockyard_image::Error::InvalidImage {
-            what: format!("index {}", index.digest()),
-            reason: "indexes nested too deeply".into(),
+        Err(dockyard_image::Error::NestedTooDeep {
+            index: format!("index {}", index.digest()),
         }
         .into())
-    }
-
-    /// Fetch a manifest's blobs and, for an index, every child (nested
-    /// indexes followed) into the store; the manifests are stored too,
-    /// children before the indexes that name them.
-    async fn fetch_tree(
-        &self,
-        repo: &str,
-        root: &FetchedManifest,
-        store: &Store,
-        progress: &dyn Progress,
-        counters: &Counters,
-    ) -> Result<()> {
-        // (manifest, depth); indexes are stored after their children.
-        let mut pending = vec![(root.clone(), 0usize)];
-        let mut indexes = Vec::new();
-        while let Some((m, depth)) = pending.pop() {
-            if !m.is_index() {
-                self.fetch_image_blobs(repo, &m, store, progress, counters)
-                    .await?;
-                store.put_bytes(&m.bytes)?;
-                continue;
-            }
-            if depth > 4 {
-                return Err(dockyard_image::Error::InvalidImage {
-                    what: format!("index {}", m.digest),
-                    reason: "indexes nested too deeply".into(),
-                }
-                .into());
-            }
-            let index = IndexManifest::parse(&format!("index {}", m.digest), m.bytes.clone())?;
-            for child in index.manifests() {
-                let c = self.fetch_manifest(repo, &child.digest.to_string()).await?;
-                pending.push((c, depth + 1));
-            }
-            indexes.push(m);
-        }
-        for m in indexes.iter().rev() {
-            store.put_bytes(&m.bytes)?;
-        }
-        Ok(())
     }
 
     /// Pull `reference` into the store, named by the reference: the image
@@ -351,12 +292,12 @@ impl Registry {
         progress: &dyn Progress,
     ) -> Result<Pulled> {
         let repo = reference.repository().to_string();
-        let tag_or_digest = reference.fetch_target();
-        let top = self.fetch_manifest(&repo, &tag_or_digest).await?;
+        let top = self
+            .fetch_manifest(&repo, &reference.fetch_target())
+            .await?;
         // Until the image is named, a concurrent prune must not run.
         let _hold = store.writer_lock()?;
-        let counters = Counters::default();
-        let named = if top.is_index() && !opts.all_platforms {
+        let chosen = if top.is_index() && !opts.all_platforms {
             let index = IndexManifest::parse(&format!("index {}", top.digest), top.bytes.clone())?;
             let host = Platform::host();
             let want = opts.platform.as_ref().unwrap_or(&host);
@@ -364,16 +305,37 @@ impl Registry {
         } else {
             top.clone()
         };
-        // A single image must be for the platform asked, before anything
-        // is downloaded or renamed (as `docker pull --platform` checks).
-        if let (false, Some(want)) = (top.is_index(), &opts.platform) {
-            self.check_platform(&repo, &named, want, reference).await?;
-        }
-        self.fetch_tree(&repo, &named, store, progress, &counters)
+        // The walk of a lazy open: manifests and configs, no layers yet.
+        let opened = self
+            .open_tree(chosen, &repo, tokio::runtime::Handle::current())
             .await?;
+        // A single image must be for the platform asked before its layers
+        // are downloaded (as `docker pull --platform` checks).
+        if let (false, Some(want), Manifest::Image(image)) =
+            (top.is_index(), &opts.platform, &opened)
+        {
+            let have = image.platform();
+            if !want.matches(&have) {
+                return Err(dockyard_image::Error::PlatformNotFound {
+                    what: format!("docker://{reference} (image {})", image.digest()),
+                    wanted: want.to_string(),
+                    available: vec![have.to_string()],
+                }
+                .into());
+            }
+        }
+        let counters = Counters::default();
+        for m in opened.manifests_bottom_up() {
+            if let Manifest::Image(image) = m {
+                if !store.has_blob(&image.config_digest()) {
+                    counters.add(1, image.config_raw().len() as u64);
+                }
+            }
+        }
+        let (local, fetched) = crate::lazy::fetch_into_store(&opened, store, progress).await?;
+        counters.add(fetched.blobs, fetched.bytes);
         let name = reference.to_string();
-        let desc = Descriptor::of_bytes(&named.media_type, &named.bytes);
-        store.name_descriptor(&name, &desc)?;
+        store.put(&local, Some(&name), progress)?;
         let manifest = store.get(&name)?;
         let image = match (&manifest, &opts.platform) {
             (Manifest::Image(_), Some(p)) if !top.is_index() => Some(
@@ -428,86 +390,5 @@ impl Registry {
                 source: e,
             })?;
         Ok((kind, Platform::from_config(&config)))
-    }
-
-    /// Refuse an image whose config names another platform than `want`.
-    async fn check_platform(
-        &self,
-        repo: &str,
-        m: &FetchedManifest,
-        want: &Platform,
-        reference: &Reference,
-    ) -> Result<()> {
-        if let (Kind::Image, Some(have)) = self.manifest_platform(repo, m).await? {
-            if !want.matches(&have) {
-                return Err(dockyard_image::Error::PlatformNotFound {
-                    what: format!("docker://{reference} (image {})", m.digest),
-                    wanted: want.to_string(),
-                    available: vec![have.to_string()],
-                }
-                .into());
-            }
-        }
-        Ok(())
-    }
-
-    /// Fetch the config and layers (or, for an artifact, every blob) of a
-    /// manifest into the store. An image must have a diff_id per layer.
-    async fn fetch_image_blobs(
-        &self,
-        repo: &str,
-        m: &FetchedManifest,
-        store: &Store,
-        progress: &dyn Progress,
-        counters: &Counters,
-    ) -> Result<()> {
-        let what = format!("manifest {}", m.digest);
-        let value: Value =
-            serde_json::from_slice(&m.bytes).map_err(|e| dockyard_image::Error::Json {
-                what: what.clone(),
-                source: e,
-            })?;
-        let blobs = referenced(&what, &m.bytes)?;
-        let tally = |n: u64| {
-            if n > 0 {
-                counters
-                    .blobs
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                counters
-                    .bytes
-                    .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
-            }
-        };
-        if classify(&what, &value, &m.media_type)? == Kind::Image {
-            let info = ManifestInfo::from_value(&what, &value)?;
-            let (config, n) = self
-                .fetch_small_blob(repo, &info.config, store, progress)
-                .await?;
-            tally(n);
-            let config: Value =
-                serde_json::from_slice(&config).map_err(|e| dockyard_image::Error::Json {
-                    what: format!("config {}", info.config.digest),
-                    source: e,
-                })?;
-            let diff_ids = config_diff_ids("config", &config)?;
-            if diff_ids.len() != info.layers.len() {
-                return Err(dockyard_image::Error::InvalidImage {
-                    what: format!("image {}", m.digest),
-                    reason: "manifest and config disagree on the number of layers".into(),
-                }
-                .into());
-            }
-        }
-        stream::iter(blobs.iter().map(|b| async move {
-            let n = self
-                .fetch_blob_to_store(repo, &b.digest, Some(b.size), store, progress)
-                .await?;
-            tally(n);
-            Ok::<_, RegistryError>(())
-        }))
-        .buffer_unordered(self.opts.parallel.max(1))
-        .try_collect::<Vec<_>>()
-        .await?;
-        Ok(())
     }
 }

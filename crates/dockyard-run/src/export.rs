@@ -123,8 +123,8 @@ impl Rootfs<'_> {
     fn apply_layer(&mut self, reader: impl Read, layer_name: &str) -> Result<()> {
         self.this_layer.clear();
         let mut archive = tar::Archive::new(reader);
-        let entries = archive.entries().map_err(|e| Error::InvalidImage {
-            what: layer_name.into(),
+        let entries = archive.entries().map_err(|e| Error::CorruptLayer {
+            layer: layer_name.into(),
             reason: format!("not a tar: {e}"),
         })?;
         for entry in entries {
@@ -341,13 +341,13 @@ fn layer_error(layer: &str, e: io::Error) -> Error {
         if let Some(Ok(inner)) = e.into_inner().map(|b| b.downcast::<Error>()) {
             return *inner;
         }
-        return Error::InvalidImage {
-            what: layer.into(),
+        return Error::CorruptLayer {
+            layer: layer.into(),
             reason: "unreadable".into(),
         };
     }
-    Error::InvalidImage {
-        what: layer.into(),
+    Error::CorruptLayer {
+        layer: layer.into(),
         reason: format!("corrupt or truncated layer: {e}"),
     }
 }

@@ -223,9 +223,8 @@ pub fn read_manifest(p: &dyn BlobProvider, desc: &Descriptor, depth: usize) -> R
     match classify(&what, &value, &desc.media_type)? {
         Kind::Index => {
             if depth > 4 {
-                return Err(Error::InvalidImage {
-                    what: format!("index {}", desc.digest),
-                    reason: "indexes nested too deeply".into(),
+                return Err(Error::NestedTooDeep {
+                    index: format!("index {}", desc.digest),
                 });
             }
             let index = IndexManifest::parse(&what, raw)?;
@@ -267,13 +266,10 @@ fn read_image_manifest(
     let config = parse_json(&format!("image config {}", info.config.digest), &config_raw)?;
     let diff_ids = config_diff_ids(&format!("image config {}", info.config.digest), &config)?;
     if diff_ids.len() != info.layers.len() {
-        return Err(Error::InvalidImage {
-            what: format!("image {}", desc.digest),
-            reason: format!(
-                "manifest lists {} layers but the config lists {} diff_ids",
-                info.layers.len(),
-                diff_ids.len()
-            ),
+        return Err(Error::LayerCountMismatch {
+            image: format!("image {}", desc.digest),
+            layers: info.layers.len(),
+            diff_ids: diff_ids.len(),
         });
     }
     let mut layers = Vec::with_capacity(info.layers.len());
