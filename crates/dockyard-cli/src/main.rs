@@ -136,6 +136,12 @@ enum Command {
     },
     /// Edit an image's layers and config and write the result to DST.
     Mutate(Box<MutateArgs>),
+    /// Build a conda environment into an image: one layer per package
+    /// (reused across rebuilds and images), solved and installed without a
+    /// daemon. `build env.yml` reads a spec (environment.yml plus an
+    /// `image:` section); `build --channel C [--base B] PACKAGE...` builds
+    /// the same without a file.
+    Build(Box<BuildArgs>),
     /// Show an image: digest, platform, layers, config.
     Inspect {
         /// The image, e.g. docker://REF, docker-archive:app.tar, oci:DIR:tag, store:name.
@@ -252,6 +258,50 @@ struct MutateArgs {
     transfer: TransferArgs,
     #[command(flatten)]
     sides: SideArgs,
+}
+
+#[derive(Args)]
+struct BuildArgs {
+    /// The spec file (environment.yml with an `image:` section), or, with
+    /// --channel, the packages (conda match specs, e.g. numpy 'python=3.12').
+    #[arg(required = true, value_name = "SPEC | PACKAGE")]
+    args: Vec<String>,
+    /// Write a docker archive here.
+    #[arg(short = 'o', long = "output", value_name = "OUT.tar", conflicts_with_all = ["oci", "push"])]
+    output: Option<PathBuf>,
+    /// Write an OCI layout directory here.
+    #[arg(long, value_name = "DIR", conflicts_with = "push")]
+    oci: Option<PathBuf>,
+    /// Push to this registry reference.
+    #[arg(long, value_name = "REF")]
+    push: Option<String>,
+    /// The conda platform to build for (linux-64, linux-aarch64, …).
+    #[arg(long, value_name = "SUBDIR")]
+    platform: Option<String>,
+    /// Also write the SBOM (SPDX 2.3 JSON) here.
+    #[arg(long, value_name = "PATH")]
+    sbom: Option<PathBuf>,
+    /// Use only cached channel repodata (no network).
+    #[arg(long)]
+    offline: bool,
+    /// Install exactly the lock file beside the spec (SPEC.lock), without
+    /// solving; an error if the spec asks for what the lock lacks.
+    #[arg(long)]
+    locked: bool,
+    /// A channel (name, URL or directory); with it, the arguments are packages (repeatable).
+    #[arg(short = 'c', long = "channel", value_name = "CHANNEL")]
+    channel: Vec<String>,
+    /// The base image (any source dockyard reads), over the spec's (default scratch).
+    #[arg(short = 'b', long, value_name = "IMAGE")]
+    base: Option<String>,
+    /// Where the environment lives in the image, over the spec's (default /opt/conda).
+    #[arg(long, value_name = "PATH")]
+    prefix: Option<String>,
+    /// The image name (NAME[:TAG]) for -o and the store, over the spec's.
+    #[arg(short = 'i', long = "image", value_name = "NAME")]
+    image: Option<String>,
+    #[command(flatten)]
+    transfer: TransferArgs,
 }
 
 /// Print a line on stdout. A closed stdout (`dockyard cache ls | head -1`)
@@ -577,6 +627,10 @@ fn run(cli: Cli) -> CliResult {
             out!("{}", written.digest);
             Ok(())
         }
+        Command::Build(args) => {
+            let dy = transfer_facade(&reg, &args.transfer, &SideArgs::default(), "", "")?;
+            build(&dy, *args)
+        }
         Command::Mutate(args) => {
             let dy = transfer_facade(&reg, &args.transfer, &args.sides, &args.src, &args.dst)?;
             mutate(&dy, *args)
@@ -714,6 +768,103 @@ fn mutate(dy: &Dockyard, args: MutateArgs) -> CliResult {
     report_transfer(&args.dst, &written);
     out!("{}", written.digest);
     Ok(())
+}
+
+impl From<dockyard_conda::Error> for Failure {
+    fn from(e: dockyard_conda::Error) -> Self {
+        Failure {
+            code: if e.is_user_error() { 1 } else { 2 },
+            message: e.to_string(),
+        }
+    }
+}
+
+fn build(dy: &Dockyard, args: BuildArgs) -> CliResult {
+    let (name, tag) = match args.image.as_deref().map(|i| i.rsplit_once(':')) {
+        Some(Some((n, t))) if !t.contains('/') => (Some(n.to_string()), Some(t.to_string())),
+        _ => (args.image.clone(), None),
+    };
+    let mut spec = if args.channel.is_empty() {
+        if args.args.len() != 1 {
+            return Err(usage(
+                "build takes one spec file, or packages with --channel (e.g. build -c ./channel numpy)",
+            ));
+        }
+        dockyard_conda::Spec::read(std::path::Path::new(&args.args[0]))?
+    } else {
+        dockyard_conda::Spec::from_command_line(&args.channel, &args.args)?
+    };
+    // Flags over the spec; a base given here is read from where dockyard runs.
+    if let Some(b) = &args.base {
+        spec.image.base = Some(absolute_source(b));
+    }
+    if let Some(p) = &args.prefix {
+        spec.image.prefix = Some(p.clone());
+    }
+    if name.is_some() {
+        spec.image.name = name;
+    }
+    if tag.is_some() {
+        spec.image.tag = tag;
+    }
+    let name = spec
+        .image
+        .name
+        .clone()
+        .or_else(|| spec.name.clone())
+        .unwrap_or_else(|| "conda-env".into());
+    let tag = spec.image.tag.clone().unwrap_or_else(|| "latest".into());
+    let destination = if let Some(out) = &args.output {
+        Some(format!("docker-archive:{}:{name}:{tag}", out.display()))
+    } else if let Some(dir) = &args.oci {
+        Some(format!("oci:{}:{tag}", dir.display()))
+    } else {
+        args.push
+            .as_ref()
+            .map(|r| format!("docker://{}", r.strip_prefix("docker://").unwrap_or(r)))
+    };
+    let built = dockyard_conda::build(
+        dy,
+        &spec,
+        &dockyard_conda::BuildOptions {
+            destination,
+            platform: args.platform.clone(),
+            offline: args.offline,
+            sbom: args.sbom.clone(),
+            locked: args.locked,
+        },
+    )?;
+    let reused = built.layers.iter().filter(|l| l.reused).count();
+    eprintln!(
+        "built {} packages in {} layers ({} reused, {} new) + 1 top layer → {}",
+        built.records.len(),
+        built.layers.len(),
+        reused,
+        built.layers.len() - reused,
+        built.destination
+    );
+    if !built.post_link.is_empty() {
+        eprintln!(
+            "warning: post-link scripts were not run: {}",
+            built.post_link.join(", ")
+        );
+    }
+    report_transfer(&built.destination, &built.written);
+    out!("{}", built.written.digest);
+    Ok(())
+}
+
+/// A transport string with a relative path made absolute (from the
+/// current directory), so the spec's folder does not change its meaning.
+fn absolute_source(source: &str) -> String {
+    for transport in ["docker-archive:", "oci:", "oci-archive:"] {
+        if let Some(rest) = source.strip_prefix(transport) {
+            if let Ok(abs) = std::path::absolute(rest) {
+                return format!("{transport}{}", abs.display());
+            }
+        }
+    }
+    source.to_string()
 }
 
 fn human_size(n: u64) -> String {

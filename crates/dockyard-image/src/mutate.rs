@@ -139,24 +139,35 @@ impl Image {
 
     /// Add `layer` on top. `created_by` goes into the history entry.
     pub fn append_layer(&self, layer: Layer, created_by: &str) -> Image {
+        self.append_layers(vec![(layer, created_by.to_string())], source_date_epoch())
+    }
+
+    /// Add `layers` on top, bottom first, in one edit: the config is
+    /// rebuilt once however many there are. Each gets a history entry
+    /// (its `created_by`), all stamped `created` (seconds since 1970), which
+    /// the image's `created` becomes.
+    pub fn append_layers(&self, new: Vec<(Layer, String)>, created: u64) -> Image {
         let (manifest, mut config, mut layers) = self.parts();
-        let n = layers.len();
-        let created = rfc3339(source_date_epoch());
-        Image::aligned_history(&mut config, n).push(json!({
-            "created": created,
-            "created_by": created_by,
-        }));
+        let created = rfc3339(created);
+        let docker = crate::media::is_docker_manifest(self.manifest_media_type());
+        for (layer, created_by) in new {
+            let n = layers.len();
+            Image::aligned_history(&mut config, n).push(json!({
+                "created": created,
+                "created_by": created_by,
+            }));
+            Image::diff_ids_mut(&mut config).push(json!(layer.diff_id().to_string()));
+            // A new layer in a Docker-family image gets the Docker media type.
+            let layer = if docker {
+                let mt = layer.compression().layer_media_type(true);
+                layer.with_media_type(mt)
+            } else {
+                layer
+            };
+            layers.push(layer);
+        }
         // The image is as new as its newest layer.
         config["created"] = json!(created);
-        Image::diff_ids_mut(&mut config).push(json!(layer.diff_id().to_string()));
-        // A new layer in a Docker-family image gets the Docker media type.
-        let layer = if crate::media::is_docker_manifest(self.manifest_media_type()) {
-            let mt = layer.compression().layer_media_type(true);
-            layer.with_media_type(mt)
-        } else {
-            layer
-        };
-        layers.push(layer);
         Image::rebuild(manifest, config, layers)
     }
 

@@ -23,6 +23,8 @@ use crate::progress::Progress;
 use crate::transport::layout::{self, blob_path, BlobProvider, LayoutDir};
 
 const COMPRESSED_TABLE_PREFIX: &str = "compressed-";
+/// Side tables of build results (see `Store::side_table`).
+pub const BUILD_CACHE_TABLE_PREFIX: &str = "build-cache-";
 
 pub struct Store {
     root: PathBuf,
@@ -380,16 +382,34 @@ impl Store {
                 }
             }
         }
-        // Every other table is keyed by the blob it says something about
-        // (e.g. which registries hold it): its records go with the blob.
+        // Build caches are keyed by what was built and name the blob they
+        // made in `digest`: a record goes with its blob. Every other table
+        // is keyed by the blob it says something about (e.g. which
+        // registries hold it): its records go with the blob too.
         for table in fs::read_dir(&tables).at(&tables)?.flatten() {
             let name = table.file_name().to_string_lossy().to_string();
             if name.starts_with(COMPRESSED_TABLE_PREFIX) || !table.path().is_dir() {
                 continue;
             }
+            let build_cache = name.starts_with(BUILD_CACHE_TABLE_PREFIX);
+            let records = self.side_table(&name);
             for rec in fs::read_dir(table.path()).at(table.path())?.flatten() {
                 let key = rec.file_name().to_string_lossy().to_string();
-                if !key.starts_with('.') && !keep.contains(&key) {
+                if key.starts_with('.') {
+                    continue;
+                }
+                let blob = if build_cache {
+                    records
+                        .get(&key)
+                        .ok()
+                        .flatten()
+                        .and_then(|v| v.get("digest").and_then(Value::as_str).map(str::to_string))
+                        .and_then(|d| d.parse::<Digest>().ok())
+                        .map(|d| d.hex().to_string())
+                } else {
+                    Some(key.clone())
+                };
+                if !blob.map(|b| keep.contains(&b)).unwrap_or(false) {
                     fs::remove_file(rec.path()).at(rec.path())?;
                 }
             }
@@ -412,7 +432,9 @@ impl Store {
         Ok((removed, freed))
     }
 
-    /// A side table: small records keyed by a string, one file each.
+    /// A side table: small records keyed by a string, one file each. A
+    /// table named `build-cache-…` holds build results: each record names
+    /// the blob it made in `digest`, and `prune` drops it with that blob.
     pub fn side_table(&self, name: &str) -> SideTable {
         SideTable {
             dir: self.root.join("dockyard").join(name),

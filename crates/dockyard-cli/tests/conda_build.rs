@@ -1,0 +1,479 @@
+//! `dockyard build`: a conda environment spec solved, installed (prefix
+//! placeholders rewritten to the in-image prefix) and layered one package
+//! per layer on a busybox base, from a real local channel of `.conda` and
+//! `.tar.bz2` packages. The image runs in dockerd; skopeo and umoci read
+//! it; rebuilds reuse every unchanged package layer; the lock and the
+//! SBOM say what is inside.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use assert_cmd::Command;
+use dockyard_testsupport::conda_channel::{example_channel, PLACEHOLDER};
+use dockyard_testsupport::{busybox_rootfs, require_tool, run_ok, Dockerd};
+use serde_json::Value;
+
+struct Fx {
+    tmp: tempfile::TempDir,
+}
+
+impl Fx {
+    /// A folder with the example channel in `channel/` and a busybox base
+    /// archive `busybox.tar`.
+    fn new() -> Option<Fx> {
+        let fx = Fx {
+            tmp: tempfile::tempdir().unwrap(),
+        };
+        example_channel(&fx.path("channel"));
+        let rootfs = busybox_rootfs(&fx.path("base"))?;
+        let out = fx.run(&[
+            "mutate",
+            "scratch",
+            "docker-archive:busybox.tar:busybox:1",
+            "--add",
+            &format!("{}:/", rootfs.display()),
+        ]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        Some(fx)
+    }
+    fn path(&self, name: &str) -> PathBuf {
+        self.tmp.path().join(name)
+    }
+    fn cmd_with_cache(&self, cache: &str) -> Command {
+        let mut c = Command::cargo_bin("dockyard").unwrap();
+        c.env("DOCKYARD_CACHE", self.path(cache))
+            .env_remove("SOURCE_DATE_EPOCH")
+            .current_dir(self.tmp.path());
+        c
+    }
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd_with_cache("cache").args(args).output().unwrap()
+    }
+    fn ok(&self, args: &[&str]) -> Output {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "dockyard {args:?} failed ({}):\n{}",
+            out.status,
+            text(&out.stderr)
+        );
+        out
+    }
+    fn spec(&self, name: &str, body: &str) -> String {
+        std::fs::write(self.path(name), body).unwrap();
+        name.to_string()
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn digest_of(out: &Output) -> String {
+    text(&out.stdout)
+        .trim()
+        .lines()
+        .last()
+        .unwrap_or("")
+        .to_string()
+}
+
+const SPEC: &str = "name: greet-env
+channels:
+  - ./channel
+dependencies:
+  - greet=1.0
+  - pyhello
+  - postlinker
+image:
+  base: docker-archive:busybox.tar
+  name: greet-env
+  tag: '1'
+  cmd: [greet]
+  env:
+    MODE: test
+  labels:
+    org.example.team: data
+";
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+fn builds_an_environment_that_runs_with_its_prefix_rewritten() {
+    let Some(fx) = Fx::new() else { return };
+    let spec = fx.spec("env.yml", SPEC);
+    let out = fx.ok(&["build", &spec, "-o", "env.tar", "--sbom", "sbom.json"]);
+    let log = text(&out.stderr);
+    assert!(log.contains("postlinker"), "post-link warning: {log}");
+
+    // The rootfs as a user gets it.
+    fx.ok(&["export", "docker-archive:env.tar", "root"]);
+    let root = fx.path("root");
+    let prefix = root.join("opt/conda");
+    let greet = read(&prefix.join("bin/greet"));
+    assert!(greet.contains("PREFIX=\"/opt/conda\""), "{greet}");
+    assert!(!greet.contains(PLACEHOLDER), "{greet}");
+    let cache = fx.path("cache").display().to_string();
+    assert!(!greet.contains(&cache), "the staging path leaked: {greet}");
+    assert_eq!(
+        read(&prefix.join("lib/libgreet.txt")),
+        "data_dir=/opt/conda/share/greet\n"
+    );
+    let bin = std::fs::read(prefix.join("lib/libgreet.bin")).unwrap();
+    let at = bin
+        .windows(b"/opt/conda/share/greet\0".len())
+        .position(|w| w == b"/opt/conda/share/greet\0")
+        .expect("binary placeholder rewritten to the prefix, NUL-terminated");
+    assert!(at > 0);
+    assert!(
+        !bin.windows(PLACEHOLDER.len())
+            .any(|w| w == PLACEHOLDER.as_bytes()),
+        "binary placeholder left"
+    );
+    // noarch: python in the solved python's site-packages.
+    assert!(prefix
+        .join("lib/python3.12/site-packages/pyhello/__init__.py")
+        .is_file());
+    // The post-link script was not run.
+    assert!(!prefix.join(".messages.txt").exists());
+    // conda-meta: a record per package, no path of the building machine.
+    let meta: Vec<PathBuf> = std::fs::read_dir(prefix.join("conda-meta"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().map(|e| e == "json").unwrap_or(false))
+        .collect();
+    let records: Vec<Value> = meta
+        .iter()
+        .filter(|p| !p.ends_with("sbom.spdx.json"))
+        .map(|p| serde_json::from_str(&read(p)).unwrap())
+        .collect();
+    assert_eq!(records.len(), 5, "{meta:?}");
+    for (p, r) in meta.iter().zip(&records) {
+        let s = r.to_string();
+        // The channel's URL stays (it is where the package came from);
+        // the cache, the staging directory and the extracted package do not.
+        assert!(!s.contains(&cache), "{}: {s}", p.display());
+        for host_field in [
+            "extracted_package_dir",
+            "package_tarball_full_path",
+            "\"link\"",
+        ] {
+            assert!(
+                !s.contains(host_field),
+                "{}: {host_field} in {s}",
+                p.display()
+            );
+        }
+        assert!(r["files"]
+            .as_array()
+            .map(|f| !f.is_empty())
+            .unwrap_or(false));
+    }
+    // The SBOM, inside and beside.
+    let sbom: Value =
+        serde_json::from_str(&read(&prefix.join("conda-meta/sbom.spdx.json"))).unwrap();
+    assert_eq!(sbom["spdxVersion"], "SPDX-2.3");
+    let names: Vec<&str> = sbom["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    assert_eq!(
+        names,
+        ["greet", "libgreet", "postlinker", "pyhello", "python"]
+    );
+    assert!(
+        sbom["packages"][0]["checksums"][0]["checksumValue"]
+            .as_str()
+            .unwrap()
+            .len()
+            == 64
+    );
+    let beside: Value = serde_json::from_str(&read(&fx.path("sbom.json"))).unwrap();
+    assert_eq!(beside, sbom);
+    // The lock beside the spec, in rattler's format.
+    let lock = read(&fx.path("env.lock"));
+    assert!(
+        lock.contains("greet-1.0") && lock.contains("version:"),
+        "{lock}"
+    );
+
+    // Config: PATH with the prefix first, CONDA_PREFIX, the spec's env,
+    // labels, a history entry per package layer.
+    let out = fx.ok(&["inspect", "--config", "docker-archive:env.tar"]);
+    let config: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let env: Vec<&str> = config["config"]["Env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        env.iter().any(|e| e.starts_with("PATH=/opt/conda/bin:")),
+        "{env:?}"
+    );
+    assert!(env.contains(&"CONDA_PREFIX=/opt/conda"), "{env:?}");
+    assert!(env.contains(&"MODE=test"), "{env:?}");
+    assert_eq!(config["config"]["Cmd"], serde_json::json!(["greet"]));
+    assert_eq!(config["config"]["Labels"]["org.example.team"], "data");
+    assert!(config["config"]["Labels"]["org.dockyard.conda.lock.sha256"]
+        .as_str()
+        .unwrap()
+        .starts_with("sha256:"));
+    let history: Vec<&str> = config["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|h| h["created_by"].as_str())
+        .collect();
+    assert!(
+        history.iter().any(|h| h.starts_with("conda: greet 1.0 ")),
+        "{history:?}"
+    );
+    // busybox + 5 packages + the top layer.
+    assert_eq!(config["rootfs"]["diff_ids"].as_array().unwrap().len(), 7);
+
+    // Independent readers accept it.
+    if require_tool("skopeo") {
+        run_ok(std::process::Command::new("skopeo").args([
+            "copy",
+            &format!("docker-archive:{}", fx.path("env.tar").display()),
+            &format!("oci:{}:x", fx.path("skopeo-layout").display()),
+        ]));
+    }
+    if require_tool("umoci") {
+        fx.ok(&["build", &spec, "--oci", "layout"]);
+        run_ok(std::process::Command::new("umoci").args([
+            "unpack",
+            "--rootless",
+            "--image",
+            &format!("{}:1", fx.path("layout").display()),
+            &fx.path("bundle").display().to_string(),
+        ]));
+        assert!(fx.path("bundle/rootfs/opt/conda/bin/greet").is_file());
+    }
+    // And it runs: the tool finds its files under /opt/conda.
+    if let Some(daemon) = Dockerd::start() {
+        run_ok(daemon.docker().args(["load", "-i"]).arg(fx.path("env.tar")));
+        let out = run_ok(
+            daemon
+                .docker()
+                .args(["run", "--rm", "--network", "none", "greet-env:1"]),
+        );
+        assert_eq!(text(&out.stdout), "hello from greet\n");
+    }
+}
+
+/// The layer diff_ids of an image.
+fn diff_ids(fx: &Fx, src: &str) -> Vec<String> {
+    let out = fx.ok(&["inspect", "--config", src]);
+    let config: Value = serde_json::from_slice(&out.stdout).unwrap();
+    config["rootfs"]["diff_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|d| d.as_str().map(str::to_string))
+        .collect()
+}
+
+#[test]
+fn a_rebuild_after_one_package_changes_reuses_every_other_layer_and_pushes_only_the_new() {
+    use dockyard_testsupport::registry::{Fault, FaultProxy, Mode, RegistryGuard};
+    let Some(fx) = Fx::new() else { return };
+    let Some(registry) = RegistryGuard::start(Mode::Open) else {
+        return;
+    };
+    let proxy = FaultProxy::start(registry.port(), Fault::None);
+    let spec = fx.spec("env.yml", SPEC);
+    let first = fx.ok(&[
+        "build",
+        &spec,
+        "--push",
+        &format!("{}/envs/greet:1", proxy.host()),
+    ]);
+    assert!(
+        text(&first.stderr).contains("0 reused, 5 new"),
+        "{}",
+        text(&first.stderr)
+    );
+    let uploads_first = proxy.requests().iter().filter(|r| r.is_upload()).count();
+    assert!(
+        uploads_first >= 8,
+        "busybox, 5 packages, top, config: {uploads_first}"
+    );
+    proxy.clear_requests();
+
+    // greet 1.0 → 2.0: one package layer and the top layer are new.
+    fx.spec("env.yml", &SPEC.replace("greet=1.0", "greet=2.0"));
+    let second = fx.ok(&[
+        "build",
+        &spec,
+        "--push",
+        &format!("{}/envs/greet:2", proxy.host()),
+    ]);
+    let log = text(&second.stderr);
+    assert!(log.contains("4 reused, 1 new"), "{log}");
+    let uploaded: Vec<String> = proxy
+        .requests()
+        .iter()
+        .filter(|r| r.is_upload())
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    // The greet 2.0 layer, the top layer and the config: nothing else.
+    assert_eq!(uploaded.len(), 3, "{uploaded:#?}");
+
+    // The stored image's layers: all but greet's and the top one are the
+    // first build's, byte for byte.
+    let one = diff_ids(&fx, &format!("docker://{}/envs/greet:1", registry.host()));
+    let two = diff_ids(&fx, &format!("docker://{}/envs/greet:2", registry.host()));
+    let shared = two.iter().filter(|d| one.contains(d)).count();
+    assert_eq!(
+        (one.len(), two.len(), shared),
+        (7, 7, 5),
+        "{one:#?}\n{two:#?}"
+    );
+}
+
+#[test]
+fn the_same_spec_and_lock_give_the_same_digest_with_fresh_caches_and_other_clocks() {
+    let Some(fx) = Fx::new() else { return };
+    let spec = fx.spec("env.yml", SPEC);
+    let build = |cache: &str, epoch: &str, tmp: &str| {
+        std::fs::create_dir_all(fx.path(tmp)).unwrap();
+        let out = fx
+            .cmd_with_cache(cache)
+            .env("SOURCE_DATE_EPOCH", epoch)
+            .env("TMPDIR", fx.path(tmp))
+            .args(["build", &spec, "--oci", &format!("out-{cache}")])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        digest_of(&out)
+    };
+    let a = build("cache-a", "1", "tmp-a");
+    let b = build("cache-b", "1700000000", "tmp-b");
+    assert_eq!(a, b, "two fresh caches, two clocks: one digest");
+    // --locked installs the lock: the same image again.
+    let out = fx.ok(&["build", &spec, "--locked", "--oci", "out-locked"]);
+    assert_eq!(digest_of(&out), a);
+
+    // Package layers do not depend on the base: on scratch they are the
+    // same blobs as on busybox.
+    let on_scratch = fx.spec(
+        "scratch.yml",
+        &SPEC.replace("base: docker-archive:busybox.tar", "base: scratch"),
+    );
+    fx.ok(&["build", &on_scratch, "--oci", "out-scratch"]);
+    let busybox = diff_ids(&fx, "oci:out-cache-a:1");
+    let scratch = diff_ids(&fx, "oci:out-scratch:1");
+    let shared = scratch.iter().filter(|d| busybox.contains(d)).count();
+    assert_eq!(
+        (scratch.len(), shared),
+        (6, 5),
+        "the five package layers are shared"
+    );
+}
+
+#[test]
+fn bad_specs_unsolvable_requests_dead_channels_and_stale_locks_are_clear_errors() {
+    let Some(fx) = Fx::new() else { return };
+    let fails = |args: &[&str], needles: &[&str]| {
+        let out = fx.run(args);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        for n in needles {
+            assert!(err.contains(n), "{args:?}: expected {n:?} in: {err}");
+        }
+    };
+    let spec = fx.spec("typo.yml", &SPEC.replace("  cmd:", "  cmnd:"));
+    fails(&["build", &spec], &["typo.yml", "line 12", "cmnd"]);
+    let spec = fx.spec(
+        "pip.yml",
+        &SPEC.replace("  - postlinker\n", "  - pip:\n    - requests\n"),
+    );
+    fails(&["build", &spec], &["pip.yml", "line 7", "pip"]);
+    let spec = fx.spec("bad.yml", &SPEC.replace("greet=1.0", "greet>=>=1"));
+    fails(&["build", &spec], &["bad.yml", "line 5", "greet>=>=1"]);
+    let spec = fx.spec("unsat.yml", &SPEC.replace("greet=1.0", "greet=9"));
+    fails(&["build", &spec], &["cannot be solved", "greet"]);
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let spec = fx.spec(
+        "dead.yml",
+        &SPEC.replace("./channel", &format!("http://127.0.0.1:{dead}/channel")),
+    );
+    let t = std::time::Instant::now();
+    fails(&["build", &spec], &[&format!("127.0.0.1:{dead}")]);
+    eprintln!("a dead channel failed after {:?}", t.elapsed());
+    // A lock that no longer matches the spec.
+    let spec = fx.spec("env.yml", SPEC);
+    fx.ok(&["build", &spec, "--oci", "out"]);
+    fx.spec("env.yml", &SPEC.replace("greet=1.0", "greet=2.0"));
+    fails(
+        &["build", &spec, "--locked", "--oci", "out2"],
+        &["env.lock", "greet 2.0"],
+    );
+    assert!(!fx.path("out2").exists(), "nothing written");
+}
+
+#[test]
+fn packages_on_the_command_line_build_without_a_spec_file() {
+    let Some(fx) = Fx::new() else { return };
+    fx.ok(&[
+        "build",
+        "-c",
+        "./channel",
+        "-b",
+        "docker-archive:busybox.tar",
+        "-i",
+        "greet-cli:2",
+        "--prefix",
+        "/opt/env",
+        "-o",
+        "cli.tar",
+        "greet=1.0",
+    ]);
+    fx.ok(&["export", "docker-archive:cli.tar:greet-cli:2", "root"]);
+    let greet = read(&fx.path("root/opt/env/bin/greet"));
+    assert!(greet.contains("PREFIX=\"/opt/env\""), "{greet}");
+    assert!(fx.path("root/bin/busybox").is_file(), "on the busybox base");
+    assert!(!fx.path("the command line.lock").exists());
+}
+
+#[test]
+fn cache_prune_drops_build_cache_records_with_their_blobs_only() {
+    let Some(fx) = Fx::new() else { return };
+    let spec = fx.spec("env.yml", SPEC);
+    let table = fx.path("cache/dockyard/build-cache-conda-layers");
+    let records = || std::fs::read_dir(&table).map(|d| d.count()).unwrap_or(0);
+    // Built into the store (named greet-env:1): a prune keeps every layer
+    // and so every record, and the next build reuses them all.
+    fx.ok(&["build", &spec]);
+    assert_eq!(records(), 5);
+    fx.ok(&["cache", "prune"]);
+    assert_eq!(records(), 5, "records of layers still in use stay");
+    let again = fx.ok(&["build", &spec]);
+    assert!(
+        text(&again.stderr).contains("5 reused, 0 new"),
+        "{}",
+        text(&again.stderr)
+    );
+    // Once no image uses the layers, prune removes them and their records:
+    // never a record pointing at a pruned blob.
+    fx.ok(&["cache", "rm", "greet-env:1"]);
+    fx.ok(&["cache", "prune"]);
+    assert_eq!(records(), 0);
+    let rebuilt = fx.ok(&["build", &spec]);
+    assert!(
+        text(&rebuilt.stderr).contains("0 reused, 5 new"),
+        "{}",
+        text(&rebuilt.stderr)
+    );
+}

@@ -1,0 +1,320 @@
+//! An installed environment as layers: each package's files in a layer of
+//! their own (dependencies below dependents), reused byte for byte across
+//! rebuilds and images through a build cache in the store; then a top
+//! layer with what no package owns (conda-meta, the spec's files, the
+//! SBOM).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+
+use dockyard_image::tar::{LayerBuilder, LayerOptions};
+use dockyard_image::{BlobSource, Digest, Layer, Store};
+use rattler_conda_types::{PackageRecord, PrefixRecord};
+use serde_json::{json, Value};
+
+use crate::error::{Error, Result};
+use crate::spec::Layering;
+
+/// Changes whenever the bytes of a package layer would change for the same
+/// package (entry order, stamps, ownership): old cache records then miss.
+pub const LAYER_FORMAT: &str = "dockyard-conda-layer-1";
+
+/// The store's side table of package layers: cache key → layer.
+/// `cache prune` drops a record with the blob it names.
+pub const BUILD_CACHE_TABLE: &str = "build-cache-conda-layers";
+
+/// One layer of the environment and the packages in it.
+#[derive(Clone, Debug)]
+pub struct EnvLayer {
+    pub layer: Layer,
+    /// `name version build` of each package in it.
+    pub packages: Vec<String>,
+    /// Taken from the build cache rather than built.
+    pub reused: bool,
+}
+
+/// `name version build`, as history entries and logs name a package.
+pub fn package_label(r: &PackageRecord) -> String {
+    format!("{} {} {}", r.name.as_normalized(), r.version, r.build)
+}
+
+/// The packages in the order their layers stack: dependencies first.
+pub fn stacking_order(records: &[PrefixRecord]) -> Vec<PrefixRecord> {
+    PackageRecord::sort_topologically(records.to_vec())
+}
+
+/// Which packages share a layer: one group per layer, bottom first.
+/// `room` is how many package layers the image may still take.
+pub fn group_packages(
+    ordered: &[PrefixRecord],
+    layering: Layering,
+    room: usize,
+) -> Vec<Vec<usize>> {
+    let n = ordered.len();
+    if n == 0 {
+        return Vec::new();
+    }
+    let room = room.max(1);
+    match layering {
+        Layering::Single => vec![(0..n).collect()],
+        Layering::PerPackage | Layering::Grouped if n <= room => (0..n).map(|i| vec![i]).collect(),
+        _ => {
+            // The packages most depended upon (most likely shared by other
+            // images) keep layers of their own; the rest share the top one.
+            let mut dependents: HashMap<String, usize> = HashMap::new();
+            for r in ordered {
+                for dep in &r.repodata_record.package_record.depends {
+                    let name = dep.split_whitespace().next().unwrap_or("").to_string();
+                    *dependents.entry(name).or_default() += 1;
+                }
+            }
+            let mut by_sharing: Vec<usize> = (0..n).collect();
+            by_sharing.sort_by_key(|&i| {
+                let name = ordered[i]
+                    .repodata_record
+                    .package_record
+                    .name
+                    .as_normalized();
+                (
+                    std::cmp::Reverse(dependents.get(name).copied().unwrap_or(0)),
+                    i,
+                )
+            });
+            let own: BTreeSet<usize> = by_sharing.into_iter().take(room - 1).collect();
+            let mut groups: Vec<Vec<usize>> = own.iter().map(|&i| vec![i]).collect();
+            groups.push((0..n).filter(|i| !own.contains(i)).collect());
+            groups
+        }
+    }
+}
+
+/// The cache key of a package layer: what its bytes depend on.
+fn cache_key(records: &[&PrefixRecord], prefix: &str, layering: Layering) -> Result<String> {
+    let mut key = format!("{LAYER_FORMAT}\n{prefix}\n{}\n", layering.name());
+    for r in records {
+        let p = &r.repodata_record.package_record;
+        let sha = p.sha256.map(hex::encode).ok_or_else(|| Error::Install {
+            reason: format!(
+                "package {} has no sha256 in its channel's repodata: its layer cannot be cached",
+                package_label(p)
+            ),
+        })?;
+        key.push_str(&sha);
+        key.push('\n');
+    }
+    Ok(Digest::sha256_of(key.as_bytes()).hex().to_string())
+}
+
+/// The files of `records` under `staging`, placed under `prefix`.
+fn add_package_files(
+    builder: &mut LayerBuilder,
+    staging: &Path,
+    prefix: &str,
+    records: &[&PrefixRecord],
+) -> Result<()> {
+    for r in records {
+        for file in &r.files {
+            let host = staging.join(file);
+            let dest = format!("{}/{}", prefix.trim_end_matches('/'), file.display());
+            builder.add_path(&host, &dest)?;
+        }
+    }
+    Ok(())
+}
+
+/// Build (or take from the build cache) the package layers.
+pub fn package_layers(
+    store: &Store,
+    staging: &Path,
+    prefix: &str,
+    ordered: &[PrefixRecord],
+    groups: &[Vec<usize>],
+    layering: Layering,
+) -> Result<Vec<EnvLayer>> {
+    let table = store.side_table(BUILD_CACHE_TABLE);
+    let mut out = Vec::new();
+    for group in groups {
+        let records: Vec<&PrefixRecord> = group.iter().map(|&i| &ordered[i]).collect();
+        let packages: Vec<String> = records
+            .iter()
+            .map(|r| package_label(&r.repodata_record.package_record))
+            .collect();
+        let key = cache_key(&records, prefix, layering)?;
+        if let Some(layer) = cached_layer(store, &table.get(&key)?)? {
+            out.push(EnvLayer {
+                layer,
+                packages,
+                reused: true,
+            });
+            continue;
+        }
+        // Package layers carry no build time: the same package gives the
+        // same bytes whenever and into whatever image it is built.
+        let mut builder = LayerBuilder::new(LayerOptions {
+            mtime: 0,
+            keep_owner: false,
+        });
+        add_package_files(&mut builder, staging, prefix, &records)?;
+        let layer = builder.build_in_store(store)?;
+        table.put(
+            &key,
+            &json!({
+                "digest": layer.digest().to_string(),
+                "size": layer.size(),
+                "mediaType": layer.media_type(),
+                "diff_id": layer.diff_id().to_string(),
+                "packages": packages,
+            }),
+        )?;
+        out.push(EnvLayer {
+            layer,
+            packages,
+            reused: false,
+        });
+    }
+    Ok(out)
+}
+
+/// The layer a build-cache record names, when its blob is still stored.
+fn cached_layer(store: &Store, record: &Option<Value>) -> Result<Option<Layer>> {
+    let Some(v) = record else {
+        return Ok(None);
+    };
+    let field = |k: &str| v.get(k).and_then(Value::as_str);
+    let (Some(digest), Some(media_type), Some(diff_id)) =
+        (field("digest"), field("mediaType"), field("diff_id"))
+    else {
+        return Ok(None);
+    };
+    let (Ok(digest), Ok(diff_id)) = (digest.parse::<Digest>(), diff_id.parse::<Digest>()) else {
+        return Ok(None);
+    };
+    if !store.has_blob(&digest) {
+        return Ok(None);
+    }
+    let source = BlobSource::store_blob(&store.blob_path(&digest))?;
+    Ok(Some(Layer::new(
+        digest,
+        media_type.to_string(),
+        diff_id,
+        source,
+    )?))
+}
+
+/// A conda-meta record as the image keeps it: without the paths of the
+/// machine that built it (the package cache, the staging directory).
+pub fn image_prefix_record(record: &PrefixRecord) -> Result<Vec<u8>> {
+    let mut r = record.clone();
+    r.package_tarball_full_path = None;
+    r.extracted_package_dir = None;
+    r.link = None;
+    let mut v = serde_json::to_value(&r).map_err(|e| Error::Install {
+        reason: format!(
+            "conda-meta record of {}: {e}",
+            package_label(&r.repodata_record.package_record)
+        ),
+    })?;
+    // Sorted keys: the same record always gives the same bytes.
+    sort_keys(&mut v);
+    let mut bytes =
+        serde_json::to_vec_pretty(&v).unwrap_or_else(|_| unreachable!("a Value always serialises"));
+    bytes.push(b'\n');
+    Ok(bytes)
+}
+
+fn sort_keys(v: &mut Value) {
+    match v {
+        Value::Object(map) => {
+            let mut entries: Vec<(String, Value)> = std::mem::take(map).into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            for (k, mut val) in entries {
+                sort_keys(&mut val);
+                map.insert(k, val);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(sort_keys),
+        _ => {}
+    }
+}
+
+/// Every file under `staging` that no package owns (conda-meta and what
+/// the installer wrote itself), relative to `staging`.
+pub fn unowned_files(staging: &Path, records: &[PrefixRecord]) -> Result<Vec<PathBuf>> {
+    let owned: BTreeSet<PathBuf> = records
+        .iter()
+        .flat_map(|r| r.files.iter().cloned())
+        .collect();
+    let mut out = Vec::new();
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        let dir = staging.join(&rel);
+        let entries = std::fs::read_dir(&dir).map_err(|e| Error::Io {
+            path: dir.clone(),
+            source: e,
+        })?;
+        for entry in entries.flatten() {
+            let rel_path = rel.join(entry.file_name());
+            let kind = entry.file_type().map_err(|e| Error::Io {
+                path: entry.path(),
+                source: e,
+            })?;
+            if kind.is_dir() {
+                stack.push(rel_path);
+            } else if !owned.contains(&rel_path) {
+                out.push(rel_path);
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The top layer: conda-meta (records without host paths), what else the
+/// installer wrote, `extra` in-memory files (SBOM) and the spec's files.
+pub fn top_layer(
+    store: &Store,
+    staging: &Path,
+    prefix: &str,
+    records: &[PrefixRecord],
+    extra: &BTreeMap<String, Vec<u8>>,
+    host_files: &[(PathBuf, String)],
+    mtime: u64,
+) -> Result<Layer> {
+    let mut builder = LayerBuilder::new(LayerOptions {
+        mtime,
+        keep_owner: false,
+    });
+    let prefix = prefix.trim_end_matches('/');
+    let by_meta_name: HashMap<String, &PrefixRecord> =
+        records.iter().map(|r| (r.file_name(), r)).collect();
+    for rel in unowned_files(staging, records)? {
+        let dest = format!("{prefix}/{}", rel.display());
+        let name = rel.file_name().map(|n| n.to_string_lossy().to_string());
+        let is_meta = rel.parent() == Some(Path::new("conda-meta"));
+        match name.as_ref().and_then(|n| by_meta_name.get(n)) {
+            Some(record) if is_meta => {
+                builder.add_contents(&dest, image_prefix_record(record)?, 0o644)?;
+            }
+            _ => {
+                builder.add_path(&staging.join(&rel), &dest)?;
+            }
+        }
+    }
+    for (path, bytes) in extra {
+        builder.add_contents(path, bytes.clone(), 0o644)?;
+    }
+    for (host, dest) in host_files {
+        builder.add_path(host, dest)?;
+    }
+    Ok(builder.build_in_store(store)?)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_build_cache_is_a_table_prune_knows() {
+        assert!(
+            super::BUILD_CACHE_TABLE.starts_with(dockyard_image::store::BUILD_CACHE_TABLE_PREFIX)
+        );
+    }
+}

@@ -1,0 +1,320 @@
+//! Declarative conda environments → layered images: a spec (conda's
+//! `environment.yml` plus an `image:` section) is solved with resolvo,
+//! installed with rattler into a staging directory for the in-image
+//! prefix, and written as one reusable layer per package plus a top layer,
+//! on any base and to any destination the `dockyard` facade takes.
+
+pub mod environment;
+pub mod error;
+pub mod layers;
+pub mod lock;
+pub mod sbom;
+pub mod spec;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use dockyard::{ConfigEdit, Dockyard, Image, Location, Platform, WriteOptions, Written};
+use rattler_conda_types::{RepoDataRecord, Subdir};
+
+pub use error::{Error, Result};
+pub use layers::EnvLayer;
+pub use spec::{Layering, Spec};
+
+/// How to build.
+#[derive(Clone, Debug, Default)]
+pub struct BuildOptions {
+    /// Where to write the image (any transport string the facade takes);
+    /// default: the store, as `NAME:TAG` from the spec.
+    pub destination: Option<String>,
+    /// The conda platform (`linux-64`, `linux-aarch64`, …) over the spec's.
+    pub platform: Option<String>,
+    /// Read channels' repodata from the cache only.
+    pub offline: bool,
+    /// Also write the SBOM here.
+    pub sbom: Option<PathBuf>,
+    /// Install exactly the lock beside the spec, without solving.
+    pub locked: bool,
+}
+
+/// What a build made.
+#[derive(Debug)]
+pub struct Built {
+    pub image: Image,
+    pub written: Written,
+    /// Where it was written.
+    pub destination: String,
+    /// The environment's layers, bottom first (the top layer not included).
+    pub layers: Vec<EnvLayer>,
+    /// The solved packages.
+    pub records: Vec<RepoDataRecord>,
+    /// Packages that carry a post-link script (not run).
+    pub post_link: Vec<String>,
+    /// The lock file written (or, with `locked`, read).
+    pub lock: Option<PathBuf>,
+}
+
+/// The image platform a conda subdir runs on.
+pub fn image_platform(subdir: Subdir) -> Result<Platform> {
+    let (arch, variant) = match subdir {
+        Subdir::Linux64 => ("amd64", None),
+        Subdir::LinuxAarch64 => ("arm64", None),
+        Subdir::LinuxPpc64le => ("ppc64le", None),
+        Subdir::LinuxS390X => ("s390x", None),
+        Subdir::LinuxArmV7l => ("arm", Some("v7")),
+        other => {
+            return Err(Error::Spec {
+                file: PathBuf::from("platform"),
+                line: None,
+                key: "image.platform".into(),
+                message: format!("{other}: images are built for Linux platforms (linux-64, linux-aarch64, linux-ppc64le, linux-s390x, linux-armv7l)"),
+            })
+        }
+    };
+    Ok(Platform {
+        os: "linux".into(),
+        architecture: arch.into(),
+        variant: variant.map(str::to_string),
+    })
+}
+
+/// A base given with a relative path is found beside the spec.
+fn base_source(spec: &Spec) -> String {
+    let base = spec.image.base.clone().unwrap_or_else(|| "scratch".into());
+    for transport in ["docker-archive:", "oci:", "oci-archive:"] {
+        if let Some(rest) = base.strip_prefix(transport) {
+            if !rest.starts_with('/') {
+                return format!("{transport}{}", spec.dir().join(rest).display());
+            }
+        }
+    }
+    base
+}
+
+/// The Env entries of an image's config, by name.
+fn config_env(image: &Image) -> BTreeMap<String, String> {
+    image.config_json()["config"]["Env"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.as_str())
+        .filter_map(|e| e.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// Build `spec` into an image and write it.
+pub fn build(dy: &Dockyard, spec: &Spec, opts: &BuildOptions) -> Result<Built> {
+    let subdir_name = opts
+        .platform
+        .clone()
+        .or_else(|| spec.image.platform.clone())
+        .unwrap_or_else(|| spec::DEFAULT_PLATFORM.into());
+    let subdir = Subdir::from_str(&subdir_name).map_err(|e| Error::Spec {
+        file: spec.path.clone(),
+        line: None,
+        key: "image.platform".into(),
+        message: format!("{subdir_name:?}: {e}"),
+    })?;
+    let platform = image_platform(subdir)?;
+    let prefix = spec.prefix().trim_end_matches('/').to_string();
+    let destination = match &opts.destination {
+        Some(d) => d.clone(),
+        None => format!(
+            "store:{}:{}",
+            spec.image
+                .name
+                .clone()
+                .or_else(|| spec.name.clone())
+                .unwrap_or_else(|| "conda-env".into()),
+            spec.image.tag.clone().unwrap_or_else(|| "latest".into())
+        ),
+    };
+    // A bad destination fails before anything is solved or downloaded.
+    dy.location(&destination)?;
+    let base = dy.open_image(&base_source(spec), Some(&platform))?;
+
+    let cache = environment::CondaCache {
+        root: dy.store_root().join("conda"),
+    };
+    std::fs::create_dir_all(&cache.root).map_err(|e| Error::Io {
+        path: cache.root.clone(),
+        source: e,
+    })?;
+    let virtual_names = spec
+        .image
+        .virtual_packages
+        .clone()
+        .unwrap_or_else(|| spec::default_virtual_packages(subdir));
+    let virtual_packages = environment::virtual_packages(&virtual_names)?;
+    // A spec given on the command line has no folder to keep a lock in.
+    let lock_path = spec.path.is_file().then(|| lock::lock_path(spec));
+    let records = if opts.locked {
+        lock::locked_records(spec, subdir)?
+    } else {
+        dy.block_on(environment::solve(
+            spec,
+            subdir,
+            virtual_packages,
+            &cache,
+            opts.offline,
+        ))??
+    };
+    let lock_text = lock::render(spec, subdir, &virtual_names, &records)?;
+    if let (Some(path), false) = (&lock_path, opts.locked) {
+        dockyard_image::atomic::write_atomic(path, lock_text.as_bytes())?;
+    }
+    let lock_digest = dockyard_image::Digest::sha256_of(lock_text.as_bytes());
+
+    let staging = tempfile::Builder::new()
+        .prefix(&format!("{}conda-", dockyard_image::atomic::temp_prefix()))
+        .tempdir_in(&cache.root)
+        .map_err(|e| Error::Io {
+            path: cache.root.clone(),
+            source: e,
+        })?;
+    dockyard_image::atomic::register_temp(staging.path());
+    let installed = dy.block_on(environment::install(
+        records.clone(),
+        staging.path(),
+        &prefix,
+        subdir,
+        &cache,
+    ))??;
+    let post_link: Vec<String> = installed
+        .iter()
+        .filter(|r| {
+            let name = r.repodata_record.package_record.name.as_normalized();
+            let script = PathBuf::from(format!("bin/.{name}-post-link.sh"));
+            r.files.contains(&script)
+        })
+        .map(|r| layers::package_label(&r.repodata_record.package_record))
+        .collect();
+    for p in &post_link {
+        tracing::warn!("{p}: has a post-link script, which is not run");
+    }
+
+    let ordered = layers::stacking_order(&installed);
+    let store = dy.store()?;
+    let _hold = store.writer_lock()?;
+    let room = spec
+        .max_layers()
+        .saturating_sub(base.layers().len() + 1)
+        .max(1);
+    let groups = layers::group_packages(&ordered, spec.image.layering, room);
+    let env_layers = layers::package_layers(
+        &store,
+        staging.path(),
+        &prefix,
+        &ordered,
+        &groups,
+        spec.image.layering,
+    )?;
+
+    // The build time comes from what is built: the newest package.
+    let created = records
+        .iter()
+        .filter_map(|r| r.package_record.timestamp.map(|t| t.timestamp()))
+        .max()
+        .map(|secs| secs.max(0) as u64)
+        .unwrap_or(0);
+    let created_text = dockyard_image::image::rfc3339(created);
+    let env_name = spec.name.clone().unwrap_or_else(|| "conda-env".into());
+    let identity = format!(
+        "{}-{}",
+        spec.sha256.trim_start_matches("sha256:"),
+        lock_digest.hex()
+    );
+    let sbom = sbom::spdx(&env_name, &identity, &created_text, &records);
+    let sbom_bytes = serde_json::to_vec_pretty(&sbom)
+        .unwrap_or_else(|_| unreachable!("a Value always serialises"));
+    let mut extra = BTreeMap::new();
+    extra.insert(format!("{prefix}/{}", sbom::SBOM_PATH), sbom_bytes.clone());
+    let host_files: Vec<(PathBuf, String)> = spec
+        .image
+        .files
+        .iter()
+        .map(|(host, dest)| (spec.dir().join(host), dest.clone()))
+        .collect();
+    let top = layers::top_layer(
+        &store,
+        staging.path(),
+        &prefix,
+        &installed,
+        &extra,
+        &host_files,
+        created,
+    )?;
+    let mut new_layers: Vec<(dockyard::Layer, String)> = env_layers
+        .iter()
+        .map(|l| (l.layer.clone(), format!("conda: {}", l.packages.join(", "))))
+        .collect();
+    new_layers.push((
+        top,
+        format!("conda: environment {env_name} (conda-meta, files, SBOM)"),
+    ));
+    let image = base.append_layers(new_layers, created);
+
+    let mut edits = Vec::new();
+    let base_path = config_env(&base)
+        .get("PATH")
+        .cloned()
+        .unwrap_or_else(|| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+    edits.push(ConfigEdit::Env(
+        "PATH".into(),
+        format!("{prefix}/bin:{base_path}"),
+    ));
+    edits.push(ConfigEdit::Env("CONDA_PREFIX".into(), prefix.clone()));
+    for (k, v) in &spec.image.env {
+        edits.push(ConfigEdit::Env(k.clone(), v.clone()));
+    }
+    if let Some(e) = &spec.image.entrypoint {
+        edits.push(ConfigEdit::Entrypoint(e.argv()));
+    }
+    if let Some(c) = &spec.image.cmd {
+        edits.push(ConfigEdit::Cmd(c.argv()));
+    }
+    if let Some(w) = &spec.image.workdir {
+        edits.push(ConfigEdit::WorkingDir(w.clone()));
+    }
+    if let Some(u) = &spec.image.user {
+        edits.push(ConfigEdit::User(u.clone()));
+    }
+    for (k, v) in &spec.image.labels {
+        edits.push(ConfigEdit::Label(k.clone(), v.clone()));
+    }
+    edits.push(ConfigEdit::Label(
+        "org.dockyard.conda.spec.sha256".into(),
+        spec.sha256.clone(),
+    ));
+    edits.push(ConfigEdit::Label(
+        "org.dockyard.conda.lock.sha256".into(),
+        lock_digest.to_string(),
+    ));
+    let image = image.with_config_edits(&edits);
+
+    let written = dy.write(
+        &image.clone().into(),
+        &destination,
+        &WriteOptions::default(),
+    )?;
+    if let Some(path) = &opts.sbom {
+        dockyard_image::atomic::write_atomic(path, &sbom_bytes)?;
+    }
+    drop(staging);
+    Ok(Built {
+        image,
+        written,
+        destination,
+        layers: env_layers,
+        records,
+        post_link,
+        lock: lock_path,
+    })
+}
+
+/// Whether `destination` names a registry (the CLI reports uploads then).
+pub fn is_registry(destination: &str) -> bool {
+    matches!(destination.parse::<Location>(), Ok(Location::Registry(_)))
+}
