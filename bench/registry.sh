@@ -179,9 +179,9 @@ ratio "dockyard/skopeo (docker-archive)" "$d2w" "$d2r" "$s1w" "$s1r"
 ratio "dockyard/skopeo (oci layout)" "$d3w" "$d3r" "$s2w" "$s2r"
 ratio "dockyard store/skopeo oci layout" "$d1w" "$d1r" "$s2w" "$s2r"
 ratio "dockyard/python-docker (docker-archive)" "$d2w" "$d2r" "$p1w" "$p1r"
-table "pull → store (220 MB)" "$d1w" "$s2w" "-" "$d1r" "$s2r" "-"
+table "pull to store (220 MB)" "$d1w" "$s2w" "-" "$d1r" "$s2r" "-"
 table "pull --oci layout (220 MB)" "$d3w" "$s2w" "-" "$d3r" "$s2r" "-"
-table "pull → docker-archive (220 MB)" "$d2w" "$s1w" "$(printf '%.2f s' "$p1w")" "$d2r" "$s1r" "-"
+table "pull to docker-archive (220 MB)" "$d2w" "$s1w" "$(printf '%.2f s' "$p1w")" "$d2r" "$s1r" "-"
 rm -rf "$run"/d-*.tar "$run"/s-*.tar "$run"/p-*.tar "$run"/d-oci-* "$run"/s-oci-[23] "$run"/c[123]-*
 echo
 
@@ -251,7 +251,7 @@ row "dockyard pull -o docker-archive (300 MB)" "$d5w" "$d5r"
 read -r s5w s5r < <(best3 skopeo copy -q --src-tls-verify=false "docker://$RAWSRC/bench/raw:1" "docker-archive:$run/s5-{i}.tar:bench/raw:1")
 row "skopeo copy → docker-archive (300 MB)" "$s5w" "$s5r"
 ratio "dockyard/skopeo (docker-archive, 300 MB)" "$d5w" "$d5r" "$s5w" "$s5r"
-table "pull 300 MB → docker-archive" "$d5w" "$s5w" "-" "$d5r" "$s5r" "-"
+table "pull 300 MB to docker-archive" "$d5w" "$s5w" "-" "$d5r" "$s5r" "-"
 rm -rf "$run"/d5-*.tar "$run"/s5-*.tar "$run"/c5-*
 echo
 
