@@ -8,7 +8,7 @@ use std::sync::Arc;
 use dockyard_image::compress::compress_into;
 use dockyard_image::digest::unwrap_io;
 use dockyard_image::media::{self, Compression};
-use dockyard_image::progress::{Meter, Phase, Progress};
+use dockyard_image::progress::{Meter, Phase, Progress, ProgressReader, Silent};
 use dockyard_image::{BlobSource, Digest, Image, Layer, Manifest, Reference, Store};
 use futures_util::{stream, StreamExt, TryStreamExt};
 use reqwest::header::{
@@ -93,7 +93,7 @@ pub fn compressed_layer(
     let _hold = store.writer_lock()?;
     match remembered_layer(store, layer, compression, docker)? {
         Some(compressed) => Ok(compressed),
-        None => compress_layer(store, layer, compression, docker, None),
+        None => compress_layer(store, layer, compression, docker, None, &Silent),
     }
 }
 
@@ -122,16 +122,25 @@ fn remembered_layer(
 /// store's writer lock). The source is read once, verified against the
 /// diff_id as it is; the compressed bytes are hashed as they are written
 /// and, with `tee`, also sent there as they come (a streamed upload; if
-/// its receiver goes away the store still gets everything).
+/// its receiver goes away the store still gets everything). Progress is
+/// that of the layer read (its size is known; the compressed size is not
+/// until the end).
 fn compress_layer(
     store: &Store,
     layer: &Layer,
     compression: Compression,
     docker: bool,
     tee: Option<tokio::sync::mpsc::Sender<bytes::Bytes>>,
+    progress: &dyn Progress,
 ) -> Result<Layer> {
     let media_type = compression.layer_media_type(docker).to_string();
-    let mut reader = layer.open_uncompressed()?;
+    let mut reader = ProgressReader::new(
+        layer.open_uncompressed()?,
+        progress,
+        layer.digest().short(),
+        Phase::Upload,
+        layer.size(),
+    );
     let out = Tee {
         inner: store.new_blob_writer()?,
         to: tee,
@@ -139,6 +148,7 @@ fn compress_layer(
     let writer = compress_into(&mut reader, out, compression)
         .map_err(|e| unwrap_io(e, &layer.source().path()))?
         .inner;
+    reader.finish();
     let (digest, dest) = writer.commit()?;
     let size = std::fs::metadata(&dest).map(|m| m.len()).unwrap_or(0);
     store.record_compressed(
@@ -573,15 +583,16 @@ impl Registry {
             })?;
         let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(16);
         let task = {
-            let layer = layer.clone();
+            let (layer, progress) = (layer.clone(), Arc::clone(&meter.progress));
             tokio::task::spawn_blocking(move || {
                 let store = Store::open(&root)?;
                 let _hold = store.writer_lock()?;
-                compress_layer(&store, &layer, compression, docker, Some(tx))
+                let tee = Some(tx);
+                compress_layer(&store, &layer, compression, docker, tee, progress.as_ref())
             })
         };
         let streamed = self
-            .upload_stream(repo, rx, meter, layer.diff_id().short())
+            .upload_stream(repo, rx, &meter.bytes, layer.digest().short())
             .await;
         let compressed = task.await.map_err(blocking_err)??;
         drop(turn);
@@ -619,7 +630,7 @@ impl Registry {
         &self,
         repo: &str,
         chunks: tokio::sync::mpsc::Receiver<bytes::Bytes>,
-        meter: &UploadMeter,
+        counter: &Arc<AtomicU64>,
         id: String,
     ) -> Result<Url> {
         let scope = Scope::push(repo);
@@ -632,56 +643,47 @@ impl Registry {
             .await?;
         let resp = self.check(resp, &what).await?;
         let mut location = self.location(&resp, &url, &what)?;
-        let progress = Arc::clone(&meter.progress);
-        let blob_meter = Arc::new(Meter::start(progress.as_ref(), id, Phase::Upload, 0));
         let feed = Arc::new(tokio::sync::Mutex::new(Feed { chunks, next: None }));
         let limit = self.opts.chunk_size.max(1);
-        let result = async {
-            // Nothing more to send (not even an empty first request) ends it.
-            while feed.lock().await.peek().await {
-                // A request body can be sent once: a retry of it fails, and
-                // the caller pushes from the store instead.
-                let once = std::sync::Mutex::new(Some(Arc::clone(&feed)));
-                let make = || {
-                    let feed = once.lock().ok().and_then(|mut f| f.take()).ok_or_else(|| {
-                        RegistryError::Internal {
-                            reason: "a streamed upload cannot be resent".into(),
-                        }
-                    })?;
-                    let counter = Arc::clone(&meter.bytes);
-                    let (progress, blob_meter) = (Arc::clone(&progress), Arc::clone(&blob_meter));
-                    let s = stream::unfold((feed, limit), |(feed, left)| async move {
-                        let piece = feed.lock().await.take(left).await?;
-                        let left = left - piece.len() as u64;
-                        Some((piece, (feed, left)))
-                    })
-                    .map(move |piece| {
-                        counter.fetch_add(piece.len() as u64, Ordering::Relaxed);
-                        blob_meter.add(progress.as_ref(), piece.len() as u64);
-                        Ok::<_, std::io::Error>(piece)
-                    });
-                    Ok(reqwest::Body::wrap_stream(s))
-                };
-                let mut headers = HeaderMap::new();
-                headers.insert(CONTENT_TYPE, header("application/octet-stream")?);
-                let resp = self
-                    .send(
-                        Method::PATCH,
-                        location.clone(),
-                        &scope,
-                        headers,
-                        Some(&make),
-                        &what,
-                    )
-                    .await?;
-                let resp = self.check(resp, &what).await?;
-                location = self.location(&resp, &location, &what)?;
-            }
-            Ok(location)
+        // Nothing more to send (not even an empty first request) ends it.
+        while feed.lock().await.peek().await {
+            // A request body can be sent once: a retry of it fails, and the
+            // caller pushes from the store instead.
+            let once = std::sync::Mutex::new(Some(Arc::clone(&feed)));
+            let make = || {
+                let feed = once.lock().ok().and_then(|mut f| f.take()).ok_or_else(|| {
+                    RegistryError::Internal {
+                        reason: "a streamed upload cannot be resent".into(),
+                    }
+                })?;
+                let counter = Arc::clone(counter);
+                let s = stream::unfold((feed, limit), |(feed, left)| async move {
+                    let piece = feed.lock().await.take(left).await?;
+                    let left = left - piece.len() as u64;
+                    Some((piece, (feed, left)))
+                })
+                .map(move |piece| {
+                    counter.fetch_add(piece.len() as u64, Ordering::Relaxed);
+                    Ok::<_, std::io::Error>(piece)
+                });
+                Ok(reqwest::Body::wrap_stream(s))
+            };
+            let mut headers = HeaderMap::new();
+            headers.insert(CONTENT_TYPE, header("application/octet-stream")?);
+            let resp = self
+                .send(
+                    Method::PATCH,
+                    location.clone(),
+                    &scope,
+                    headers,
+                    Some(&make),
+                    &what,
+                )
+                .await?;
+            let resp = self.check(resp, &what).await?;
+            location = self.location(&resp, &location, &what)?;
         }
-        .await;
-        blob_meter.finish(progress.as_ref());
-        result
+        Ok(location)
     }
 
     /// Close an upload session: the registry checks the digest and keeps
