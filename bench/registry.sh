@@ -48,6 +48,49 @@ if [ ! -f "$work/img220/index.json" ]; then
   rm -rf "$src"
 fi
 
+# --- the uncompressed-layer image users push, built once and cached ---
+# 4 layers, ~300 MB uncompressed: a Debian minbase rootfs (debootstrap,
+# cached in $BENCH_CACHE; /usr of this machine if Debian's mirror is out of
+# reach), a half-compressible layer, a text layer of 3,000 files, a random
+# layer. Written by mutate ($work/imgraw: OCI layout, uncompressed layers)
+# and by skopeo as a docker-archive ($work/imgraw.tar).
+cache=${BENCH_CACHE:-/work/bench-cache}
+if [ ! -f "$work/imgraw.tar" ]; then
+  rootfs=$cache/bookworm-minbase
+  if [ ! -x "$rootfs/bin/sh" ]; then
+    mkdir -p "$cache"
+    if ! { command -v debootstrap >/dev/null && debootstrap --variant=minbase bookworm "$rootfs" >"$cache/debootstrap.log" 2>&1; }; then
+      echo "debootstrap failed (see $cache/debootstrap.log): this machine's /usr is the base layer"
+      rm -rf "$rootfs"; mkdir -p "$rootfs/bin"; cp -a /usr "$rootfs/usr"; ln -s /usr/bin/sh "$rootfs/bin/sh"
+    fi
+  fi
+  # As an image's rootfs: no package cache, an empty /dev (no device nodes in layers).
+  rm -f "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/cache/apt/*.bin
+  find "$rootfs/dev" -mindepth 1 -delete 2>/dev/null || true
+  src=$(mktemp -d "$work/src.XXXX")
+  rm -rf "$work/imgraw"
+  mk() { DOCKYARD_CACHE="$src/cache" "$dockyard" mutate "$@" >/dev/null; }
+  mk scratch "oci:$work/imgraw:base" --add "$rootfs:/"
+  # half-compressible: 1 MiB runs of random bytes and of numbered text lines, alternating
+  mkdir -p "$src/half"
+  python3 -c '
+import os, sys
+line = b"".join(b"line %d of a half-compressible file, some words repeat\n" % i for i in range(20000))[: 1 << 20]
+with open(sys.argv[1], "wb") as f:
+    for i in range(48):
+        f.write(os.urandom(1 << 20) if i % 2 else line)
+' "$src/half/mixed.bin"
+  mk "oci:$work/imgraw:base" "oci:$work/imgraw:l2" --add "$src/half:/data/half"
+  mkdir -p "$src/text"
+  (set +o pipefail; cd /usr/include && find . -type f | sort | head -3000 | tar -cf - -T - | tar -xf - -C "$src/text")
+  mk "oci:$work/imgraw:l2" "oci:$work/imgraw:l3" --add "$src/text:/data/text"
+  mkdir -p "$src/rand"; head -c $((40 * 1024 * 1024)) /dev/urandom > "$src/rand/random.bin"
+  mk "oci:$work/imgraw:l3" "oci:$work/imgraw:final" --add "$src/rand:/data/rand"
+  skopeo copy -q "oci:$work/imgraw:final" "docker-archive:$work/imgraw.tar.tmp:bench/raw:1"
+  mv "$work/imgraw.tar.tmp" "$work/imgraw.tar"
+  rm -rf "$src"
+fi
+
 start_registry() {  # start_registry NAME → sets REG (host:port)
   local dir="$run/$1"; mkdir -p "$dir"
   cat > "$dir/config.yml" <<YML
@@ -79,6 +122,13 @@ measure() {
 
 row() { printf '%-46s %9.2f s %9.1f MB\n' "$1" "$2" "$(echo "$3 / 1024" | bc -l)"; }
 ratio() { printf '  ratio %-38s time %.2f   rss %.2f\n' "$1" "$(echo "$2 / $4" | bc -l)" "$(echo "$3 / $5" | bc -l)"; }
+# table CASE DOCKYARD_S SKOPEO_S PYTHON_DOCKER_S DOCKYARD_RSS_KB SKOPEO_RSS_KB PUSHED: one summary row.
+table() {
+  local bytes=$7
+  [ "$bytes" != "-" ] && bytes=$(echo "$7" | awk '{printf "%.1f / %.1f MB", $1/1e6, $3/1e6}')
+  printf '| %-32s | %6.2f s | %6.2f s | %13s | %5.2f | %3.0f MB / %3.0f MB | %-23s |\n' "$1" "$2" "$3" "$4" \
+    "$(echo "$2 / $3" | bc -l)" "$(echo "$5 / 1024" | bc -l)" "$(echo "$6 / 1024" | bc -l)" "$bytes" >> "$run/table"
+}
 
 # --- seed the source registry (gzip layers, compressed by dockyard once) ---
 start_registry src; SRC=$REG
@@ -129,6 +179,9 @@ ratio "dockyard/skopeo (docker-archive)" "$d2w" "$d2r" "$s1w" "$s1r"
 ratio "dockyard/skopeo (oci layout)" "$d3w" "$d3r" "$s2w" "$s2r"
 ratio "dockyard store/skopeo oci layout" "$d1w" "$d1r" "$s2w" "$s2r"
 ratio "dockyard/python-docker (docker-archive)" "$d2w" "$d2r" "$p1w" "$p1r"
+table "pull to store (220 MB)" "$d1w" "$s2w" "-" "$d1r" "$s2r" "-"
+table "pull --oci layout (220 MB)" "$d3w" "$s2w" "-" "$d3r" "$s2r" "-"
+table "pull to docker-archive (220 MB)" "$d2w" "$s1w" "$(printf '%.2f s' "$p1w")" "$d2r" "$s1r" "-"
 rm -rf "$run"/d-*.tar "$run"/s-*.tar "$run"/p-*.tar "$run"/d-oci-* "$run"/s-oci-[23] "$run"/c[123]-*
 echo
 
@@ -148,5 +201,61 @@ read -r s4w s4r < <(printf '%s\n' "${walls_s[@]}" | sort -g | sed -n 2p)
 row "dockyard push" "$d4w" "$d4r"
 row "skopeo copy → docker://" "$s4w" "$s4r"
 ratio "dockyard/skopeo push" "$d4w" "$d4r" "$s4w" "$s4r"
+table "push gzip OCI layout (220 MB)" "$d4w" "$s4w" "-" "$d4r" "$s4r" "-"
 DOCKYARD_CACHE="$run/c4-3" "$dockyard" push "oci:$run/s-oci-1:x" "$PD/bench/img:1" >/dev/null 2>"$run/repush.txt"
 echo "unchanged re-push: $(grep -o '[0-9]* blobs uploaded ([0-9]* bytes)' "$run/repush.txt")"
+echo
+
+# --- pushes of what users push: uncompressed layers (~300 MB) ---
+# push_case LABEL DOCKYARD_SRC SKOPEO_SRC: each tool pushes three times, each
+# time to its own empty registry; prints and tabulates the median wall time,
+# the largest peak RSS and the blob bytes the registry then holds.
+blob_bytes() { du -sb "$run/$1/data/docker/registry/v2/blobs" | cut -f1; }
+push_case() {
+  local label=$1 dsrc=$2 ssrc=$3 ds=() ss=() i w r dreg
+  for i in 1 2 3; do
+    start_registry "$4d$i"; dreg=$REG
+    read -r w r < <(DOCKYARD_CACHE="$run/$4c$i" measure "$dockyard" push "$dsrc" "$REG/bench/raw:1")
+    ds+=("$w $r $(blob_bytes "$4d$i")")
+    start_registry "$4s$i"
+    clear_skopeo_cache
+    read -r w r < <(measure skopeo copy -q --dest-tls-verify=false "$ssrc" "docker://$REG/bench/raw:1")
+    ss+=("$w $r $(blob_bytes "$4s$i")")
+  done
+  read -r dw _ db < <(printf '%s\n' "${ds[@]}" | sort -g | sed -n 2p)
+  read -r sw _ sb < <(printf '%s\n' "${ss[@]}" | sort -g | sed -n 2p)
+  dr=$(printf '%s\n' "${ds[@]}" | awk '{print $2}' | sort -g | tail -1)
+  sr=$(printf '%s\n' "${ss[@]}" | awk '{print $2}' | sort -g | tail -1)
+  row "dockyard push ($label)" "$dw" "$dr"
+  row "skopeo copy → docker:// ($label)" "$sw" "$sr"
+  ratio "dockyard/skopeo push ($label)" "$dw" "$dr" "$sw" "$sr"
+  printf '  pushed bytes: dockyard %d, skopeo %d (ratio %.4f)\n' "$db" "$sb" "$(echo "$db / $sb" | bc -l)"
+  table "push $label" "$dw" "$sw" "-" "$dr" "$sr" "$db / $sb"
+  # An unchanged re-push from the same store uploads nothing.
+  DOCKYARD_CACHE="$run/$4c3" "$dockyard" push "$dsrc" "$dreg/bench/raw:1" >/dev/null 2>"$run/repush.txt"
+  echo "  unchanged re-push: $(grep -o '[0-9]* blobs uploaded ([0-9]* bytes)' "$run/repush.txt")"
+}
+
+echo "PUSH  uncompressed layers → empty registry ($(du -b "$work/imgraw.tar" | cut -f1)-byte docker-archive; median of 3)"
+echo "  (python-docker 0.2.0 cannot read a skopeo-written archive: KeyError 'os')"
+push_case "docker-archive" "docker-archive:$work/imgraw.tar" "docker-archive:$work/imgraw.tar" pa
+push_case "mutate-built OCI layout" "oci:$work/imgraw:final" "oci:$work/imgraw:final" pm
+echo
+
+# --- pull of that image into a docker archive ---
+start_registry rawsrc; RAWSRC=$REG
+DOCKYARD_CACHE="$run/seed-raw" "$dockyard" push --format v2s2 "docker-archive:$work/imgraw.tar" "$RAWSRC/bench/raw:1" >/dev/null 2>&1
+echo "PULL  $RAWSRC/bench/raw:1 → docker-archive (median of 3)"
+read -r d5w d5r < <(best3 env DOCKYARD_CACHE="$run/c5-{i}" "$dockyard" pull "$RAWSRC/bench/raw:1" -o "$run/d5-{i}.tar")
+row "dockyard pull -o docker-archive (300 MB)" "$d5w" "$d5r"
+read -r s5w s5r < <(best3 skopeo copy -q --src-tls-verify=false "docker://$RAWSRC/bench/raw:1" "docker-archive:$run/s5-{i}.tar:bench/raw:1")
+row "skopeo copy → docker-archive (300 MB)" "$s5w" "$s5r"
+ratio "dockyard/skopeo (docker-archive, 300 MB)" "$d5w" "$d5r" "$s5w" "$s5r"
+table "pull 300 MB to docker-archive" "$d5w" "$s5w" "-" "$d5r" "$s5r" "-"
+rm -rf "$run"/d5-*.tar "$run"/s5-*.tar "$run"/c5-*
+echo
+
+echo "SUMMARY (medians of 3 runs; ratio = dockyard / skopeo wall time; RSS dockyard / skopeo)"
+printf '| %-32s | %8s | %8s | %13s | %5s | %-15s | %-23s |\n' case dockyard skopeo python-docker ratio "peak RSS" "pushed bytes"
+printf '|%s|%s|%s|%s|%s|%s|%s|\n' "$(printf -- '-%.0s' {1..34})" ---------- ---------- --------------- ------- ----------------- -------------------------
+cat "$run/table"

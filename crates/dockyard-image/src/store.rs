@@ -451,18 +451,29 @@ impl Store {
     }
 
     /// Remember which compressed blob holds a diff_id, so a re-push never
-    /// recompresses. `descriptor` has at least `digest` (and `mediaType`).
+    /// recompresses. `descriptor` has at least `digest` (and `mediaType`);
+    /// the record also keeps the compressor's format version.
     pub fn record_compressed(
         &self,
         diff_id: &Digest,
         compression: Compression,
         descriptor: &Value,
     ) -> Result<()> {
+        let mut record = descriptor.clone();
+        if let Some(fields) = record.as_object_mut() {
+            fields.insert(
+                "format".into(),
+                crate::compress::format_version(compression).into(),
+            );
+        }
         self.side_table(&Store::compressed_table(compression))
-            .put(diff_id.hex(), descriptor)
+            .put(diff_id.hex(), &record)
     }
 
-    /// The recorded compressed form of a diff_id, if its blob is stored.
+    /// The recorded compressed form of a diff_id, if its blob is stored and
+    /// it was written by this version of the compressor (records from before
+    /// versions were kept are version 1): an older form would push digests
+    /// a fresh store no longer gives.
     pub fn lookup_compressed(
         &self,
         diff_id: &Digest,
@@ -474,6 +485,15 @@ impl Store {
         else {
             return Ok(None);
         };
+        let mut rec = rec;
+        let format = rec
+            .as_object_mut()
+            .and_then(|fields| fields.remove("format"))
+            .and_then(|v| v.as_u64())
+            .unwrap_or(1);
+        if format != u64::from(crate::compress::format_version(compression)) {
+            return Ok(None);
+        }
         let digest = rec
             .get("digest")
             .and_then(Value::as_str)

@@ -506,6 +506,22 @@ fn side_tables_round_trip_and_refuse_bad_keys() {
         store.lookup_compressed(&diff_id, gz).unwrap(),
         Some((zst_blob, newer))
     );
+    // A record of an older compressor (no format version, or another one)
+    // is not reused: its digests are not what this version pushes.
+    let old_format = json!({"digest": sha256(b"zst"), "size": 3});
+    store
+        .side_table("compressed-gzip")
+        .put(diff_id.hex(), &old_format)
+        .unwrap();
+    assert_eq!(store.lookup_compressed(&diff_id, gz).unwrap(), None);
+    store
+        .side_table("compressed-gzip")
+        .put(
+            diff_id.hex(),
+            &json!({"digest": sha256(b"zst"), "format": 1}),
+        )
+        .unwrap();
+    assert_eq!(store.lookup_compressed(&diff_id, gz).unwrap(), None);
     // A record whose blob is gone is not returned.
     let missing = json!({"digest": sha256(b"never stored"), "size": 12});
     store.record_compressed(&diff_id, gz, &missing).unwrap();

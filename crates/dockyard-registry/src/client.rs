@@ -34,7 +34,9 @@ pub struct ClientOptions {
     pub attempts: u32,
     /// First backoff delay; doubles each retry.
     pub backoff: Duration,
-    /// Blobs larger than this are uploaded in PATCH chunks of this size.
+    /// Blobs larger than this are uploaded in PATCH chunks of this size; a
+    /// layer streamed while it is compressed goes in requests of at most
+    /// this size.
     pub chunk_size: u64,
     /// Overall timeout for connecting.
     pub connect_timeout: Duration,

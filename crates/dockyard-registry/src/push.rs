@@ -8,7 +8,7 @@ use std::sync::Arc;
 use dockyard_image::compress::compress_into;
 use dockyard_image::digest::unwrap_io;
 use dockyard_image::media::{self, Compression};
-use dockyard_image::progress::{Meter, Phase, Progress};
+use dockyard_image::progress::{Meter, Phase, Progress, ProgressReader, Silent};
 use dockyard_image::{BlobSource, Digest, Image, Layer, Manifest, Reference, Store};
 use futures_util::{stream, StreamExt, TryStreamExt};
 use reqwest::header::{
@@ -90,20 +90,65 @@ pub fn compressed_layer(
     compression: Compression,
     docker: bool,
 ) -> Result<Layer> {
-    let media_type = compression.layer_media_type(docker).to_string();
     let _hold = store.writer_lock()?;
-    if let Some((digest, _)) = store.lookup_compressed(layer.diff_id(), compression)? {
-        let source = BlobSource::whole_file(&store.blob_path(&digest))?;
-        return Ok(Layer::new(
-            digest,
-            media_type,
-            layer.diff_id().clone(),
-            source,
-        )?);
+    match remembered_layer(store, layer, compression, docker)? {
+        Some(compressed) => Ok(compressed),
+        None => compress_layer(store, layer, compression, docker, None, &Silent),
     }
-    let mut reader = layer.open_uncompressed()?;
-    let writer = compress_into(&mut reader, store.new_blob_writer()?, compression)
-        .map_err(|e| unwrap_io(e, &layer.source().path()))?;
+}
+
+/// The compressed form the store remembers for `layer`, if any (callers
+/// hold the store's writer lock).
+fn remembered_layer(
+    store: &Store,
+    layer: &Layer,
+    compression: Compression,
+    docker: bool,
+) -> Result<Option<Layer>> {
+    let media_type = compression.layer_media_type(docker).to_string();
+    let Some((digest, _)) = store.lookup_compressed(layer.diff_id(), compression)? else {
+        return Ok(None);
+    };
+    let source = BlobSource::whole_file(&store.blob_path(&digest))?;
+    Ok(Some(Layer::new(
+        digest,
+        media_type,
+        layer.diff_id().clone(),
+        source,
+    )?))
+}
+
+/// Compress `layer` into the store and remember it (callers hold the
+/// store's writer lock). The source is read once, verified against the
+/// diff_id as it is; the compressed bytes are hashed as they are written
+/// and, with `tee`, also sent there as they come (a streamed upload; if
+/// its receiver goes away the store still gets everything). Progress is
+/// that of the layer read (its size is known; the compressed size is not
+/// until the end).
+fn compress_layer(
+    store: &Store,
+    layer: &Layer,
+    compression: Compression,
+    docker: bool,
+    tee: Option<tokio::sync::mpsc::Sender<bytes::Bytes>>,
+    progress: &dyn Progress,
+) -> Result<Layer> {
+    let media_type = compression.layer_media_type(docker).to_string();
+    let mut reader = ProgressReader::new(
+        layer.open_uncompressed()?,
+        progress,
+        layer.digest().short(),
+        Phase::Upload,
+        layer.size(),
+    );
+    let out = Tee {
+        inner: store.new_blob_writer()?,
+        to: tee,
+    };
+    let writer = compress_into(&mut reader, out, compression)
+        .map_err(|e| unwrap_io(e, &layer.source().path()))?
+        .inner;
+    reader.finish();
     let (digest, dest) = writer.commit()?;
     let size = std::fs::metadata(&dest).map(|m| m.len()).unwrap_or(0);
     store.record_compressed(
@@ -118,6 +163,65 @@ pub fn compressed_layer(
         layer.diff_id().clone(),
         source,
     )?)
+}
+
+/// A writer that also hands each write to a channel while its receiver
+/// listens.
+struct Tee<W> {
+    inner: W,
+    to: Option<tokio::sync::mpsc::Sender<bytes::Bytes>>,
+}
+
+impl<W: std::io::Write> std::io::Write for Tee<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        // In small pieces: memory in flight stays small, and allocations
+        // this size are reused rather than mapped and unmapped.
+        for piece in buf[..n].chunks(64 << 10) {
+            let Some(to) = &self.to else { break };
+            if to
+                .blocking_send(bytes::Bytes::copy_from_slice(piece))
+                .is_err()
+            {
+                self.to = None;
+            }
+        }
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// The compressed bytes of a streamed upload, handed out request by
+/// request.
+struct Feed {
+    chunks: tokio::sync::mpsc::Receiver<bytes::Bytes>,
+    /// Received but not yet sent.
+    next: Option<bytes::Bytes>,
+}
+
+impl Feed {
+    /// Whether anything is left to send (waits for the compressor to say).
+    async fn peek(&mut self) -> bool {
+        if self.next.is_none() {
+            self.next = self.chunks.recv().await;
+        }
+        self.next.is_some()
+    }
+
+    /// The next piece of at most `left` bytes; None at the end of the data
+    /// or of this request's share.
+    async fn take(&mut self, left: u64) -> Option<bytes::Bytes> {
+        if left == 0 || !self.peek().await {
+            return None;
+        }
+        let mut piece = self.next.take()?;
+        if piece.len() as u64 > left {
+            self.next = Some(piece.split_off(left as usize));
+        }
+        Some(piece)
+    }
 }
 
 fn header(v: &str) -> Result<HeaderValue> {
@@ -424,6 +528,187 @@ impl Registry {
         Ok(())
     }
 
+    /// Push a layer held uncompressed. A compressed form the store
+    /// remembers goes as any blob (HEAD, mount, upload). Otherwise the layer
+    /// is compressed into the store while the compressed bytes stream to
+    /// the registry in one PATCH — its digest is known only at the end, so
+    /// there is nothing to ask the registry first — and the upload is
+    /// committed with that digest. If the stream fails, the blob is pushed
+    /// again from the store, with the usual retries.
+    #[allow(clippy::too_many_arguments)]
+    async fn push_compressing(
+        &self,
+        repo: &str,
+        layer: Layer,
+        compression: Compression,
+        docker: bool,
+        store: &Store,
+        meter: &UploadMeter,
+        compressing: &tokio::sync::Semaphore,
+    ) -> Result<(Layer, BlobOutcome)> {
+        let root = store.root().to_path_buf();
+        let blocking_err = |e: tokio::task::JoinError| RegistryError::Internal {
+            reason: format!("compression task failed: {e}"),
+        };
+        let remembered = {
+            let (root, layer) = (root.clone(), layer.clone());
+            tokio::task::spawn_blocking(move || {
+                let store = Store::open(&root)?;
+                let _hold = store.writer_lock()?;
+                remembered_layer(&store, &layer, compression, docker)
+            })
+            .await
+            .map_err(blocking_err)??
+        };
+        if let Some(compressed) = remembered {
+            let o = self
+                .push_blob(
+                    repo,
+                    compressed.digest(),
+                    compressed.size(),
+                    compressed.source(),
+                    store,
+                    meter,
+                )
+                .await?;
+            return Ok((compressed, o));
+        }
+        // One layer compresses at a time (on every core), in image order,
+        // while the layers before it finish uploading.
+        let turn = compressing
+            .acquire()
+            .await
+            .map_err(|e| RegistryError::Internal {
+                reason: format!("compression queue: {e}"),
+            })?;
+        let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(16);
+        let task = {
+            let (layer, progress) = (layer.clone(), Arc::clone(&meter.progress));
+            tokio::task::spawn_blocking(move || {
+                let store = Store::open(&root)?;
+                let _hold = store.writer_lock()?;
+                let tee = Some(tx);
+                compress_layer(&store, &layer, compression, docker, tee, progress.as_ref())
+            })
+        };
+        let streamed = self
+            .upload_stream(repo, rx, &meter.bytes, layer.digest().short())
+            .await;
+        let compressed = task.await.map_err(blocking_err)??;
+        drop(turn);
+        let committed = match streamed {
+            Ok(location) => {
+                self.commit_upload(repo, location, compressed.digest())
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        match committed {
+            Ok(()) => Ok((compressed, BlobOutcome::Uploaded)),
+            Err(e) => {
+                tracing::debug!(digest = %compressed.digest(), error = %e, "streamed upload failed; pushing from the store");
+                let o = self
+                    .push_blob(
+                        repo,
+                        compressed.digest(),
+                        compressed.size(),
+                        compressed.source(),
+                        store,
+                        meter,
+                    )
+                    .await?;
+                Ok((compressed, o))
+            }
+        }
+    }
+
+    /// Open an upload session and send everything `chunks` yields, in
+    /// streamed PATCH requests of at most the chunk size each (their length
+    /// is not known before they are sent); returns where the session
+    /// continues.
+    async fn upload_stream(
+        &self,
+        repo: &str,
+        chunks: tokio::sync::mpsc::Receiver<bytes::Bytes>,
+        counter: &Arc<AtomicU64>,
+        id: String,
+    ) -> Result<Url> {
+        let scope = Scope::push(repo);
+        let what = format!("streamed upload of layer {id} to {repo}");
+        let url = self.url(&format!("v2/{repo}/blobs/uploads/"))?;
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_LENGTH, header("0")?);
+        let resp = self
+            .send(Method::POST, url.clone(), &scope, headers, None, &what)
+            .await?;
+        let resp = self.check(resp, &what).await?;
+        let mut location = self.location(&resp, &url, &what)?;
+        let feed = Arc::new(tokio::sync::Mutex::new(Feed { chunks, next: None }));
+        let limit = self.opts.chunk_size.max(1);
+        // Nothing more to send (not even an empty first request) ends it.
+        while feed.lock().await.peek().await {
+            // A request body can be sent once: a retry of it fails, and the
+            // caller pushes from the store instead.
+            let once = std::sync::Mutex::new(Some(Arc::clone(&feed)));
+            let make = || {
+                let feed = once.lock().ok().and_then(|mut f| f.take()).ok_or_else(|| {
+                    RegistryError::Internal {
+                        reason: "a streamed upload cannot be resent".into(),
+                    }
+                })?;
+                let counter = Arc::clone(counter);
+                let s = stream::unfold((feed, limit), |(feed, left)| async move {
+                    let piece = feed.lock().await.take(left).await?;
+                    let left = left - piece.len() as u64;
+                    Some((piece, (feed, left)))
+                })
+                .map(move |piece| {
+                    counter.fetch_add(piece.len() as u64, Ordering::Relaxed);
+                    Ok::<_, std::io::Error>(piece)
+                });
+                Ok(reqwest::Body::wrap_stream(s))
+            };
+            let mut headers = HeaderMap::new();
+            headers.insert(CONTENT_TYPE, header("application/octet-stream")?);
+            let resp = self
+                .send(
+                    Method::PATCH,
+                    location.clone(),
+                    &scope,
+                    headers,
+                    Some(&make),
+                    &what,
+                )
+                .await?;
+            let resp = self.check(resp, &what).await?;
+            location = self.location(&resp, &location, &what)?;
+        }
+        Ok(location)
+    }
+
+    /// Close an upload session: the registry checks the digest and keeps
+    /// the blob.
+    async fn commit_upload(&self, repo: &str, mut location: Url, digest: &Digest) -> Result<()> {
+        let what = format!("upload of blob {digest} to {repo}");
+        location
+            .query_pairs_mut()
+            .append_pair("digest", &digest.to_string());
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_LENGTH, header("0")?);
+        let resp = self
+            .send(
+                Method::PUT,
+                location,
+                &Scope::push(repo),
+                headers,
+                None,
+                &what,
+            )
+            .await?;
+        self.check(resp, &what).await?;
+        Ok(())
+    }
+
     /// Push `image` as `reference`. Layers held only uncompressed are
     /// compressed first (and the result remembered in the store).
     pub async fn push(
@@ -441,39 +726,19 @@ impl Registry {
         let held_uncompressed = |l: &Layer| {
             l.compression() == Compression::None && !matches!(l.source(), BlobSource::Remote { .. })
         };
-        let needs_compression = image.layers().iter().any(held_uncompressed);
-        let image = if needs_compression && opts.compression != Compression::None {
-            let layers: Vec<Layer> = stream::iter(image.layers().iter().cloned().map(|l| {
-                let store_root = store.root().to_path_buf();
-                let compression = opts.compression;
-                async move {
-                    if !held_uncompressed(&l) {
-                        return Ok(l);
-                    }
-                    tokio::task::spawn_blocking(move || {
-                        let store = Store::open(&store_root)?;
-                        compressed_layer(&store, &l, compression, docker)
-                    })
-                    .await
-                    .map_err(|e| RegistryError::Internal {
-                        reason: format!("compression task failed: {e}"),
-                    })?
-                }
-            }))
-            .buffered(2)
-            .try_collect()
-            .await?;
-            image.with_layer_blobs(layers)?
-        } else {
-            image.clone()
+        let compress = opts.compression != Compression::None;
+        let recompressed = compress && image.layers().iter().any(held_uncompressed);
+        // The digest a reference names is checked before any upload when it
+        // is known; with layers to compress, once they are.
+        let check_digest = |image: &Image| match reference.digest() {
+            Some(d) if *d != image.digest() => Err(RegistryError::DigestReference {
+                reference: reference.to_string(),
+                actual: image.digest(),
+            }),
+            _ => Ok(()),
         };
-        if let Some(d) = reference.digest() {
-            if *d != image.digest() {
-                return Err(RegistryError::DigestReference {
-                    reference: reference.to_string(),
-                    actual: image.digest(),
-                });
-            }
+        if !recompressed {
+            check_digest(image)?;
         }
         let counters = Arc::new(PushCounters::default());
         let bytes = Arc::new(AtomicU64::new(0));
@@ -486,21 +751,43 @@ impl Registry {
             progress: Arc::clone(&progress),
             bytes: Arc::clone(&bytes),
         };
-        stream::iter(image.layers().iter().map(|l| {
+        let compressing = tokio::sync::Semaphore::new(1);
+        let layers: Vec<Layer> = stream::iter(image.layers().iter().cloned().map(|l| {
             let counters = Arc::clone(&counters);
-            let repo = repo.clone();
-            let meter = &meter;
+            let (repo, meter, compressing) = (repo.clone(), &meter, &compressing);
             async move {
-                let o = self
-                    .push_blob(&repo, l.digest(), l.size(), l.source(), store, meter)
-                    .await?;
+                let (l, o) = if compress && held_uncompressed(&l) {
+                    self.push_compressing(
+                        &repo,
+                        l,
+                        opts.compression,
+                        docker,
+                        store,
+                        meter,
+                        compressing,
+                    )
+                    .await?
+                } else {
+                    let o = self
+                        .push_blob(&repo, l.digest(), l.size(), l.source(), store, meter)
+                        .await?;
+                    (l, o)
+                };
                 tally(o, &counters);
-                Ok::<_, RegistryError>(())
+                Ok::<_, RegistryError>(l)
             }
         }))
-        .buffer_unordered(self.opts.parallel.max(1))
-        .try_collect::<Vec<_>>()
+        // Ordered: the manifest lists the layers as the image does.
+        .buffered(self.opts.parallel.max(1))
+        .try_collect()
         .await?;
+        let image = if recompressed {
+            let image = image.with_layer_blobs(layers)?;
+            check_digest(&image)?;
+            image
+        } else {
+            image.clone()
+        };
         let config = BlobSource::Bytes(Arc::new(image.config_raw().to_vec()));
         let o = self
             .push_blob(

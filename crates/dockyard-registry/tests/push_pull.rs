@@ -61,7 +61,8 @@ fn push_then_pull_round_trips_and_second_push_uploads_nothing() {
     let rt = runtime();
     let client = connect(&rt, &registry.host(), test_options());
     let (_d1, store) = temp_store();
-    let image = test_image(1, 3, 300 << 10);
+    // Layers of several 1 MiB gzip members each.
+    let image = test_image(1, 3, 2500 << 10);
     assert!(image
         .layers()
         .iter()
@@ -112,6 +113,18 @@ fn push_then_pull_round_trips_and_second_push_uploads_nothing() {
     assert_eq!(pulled.blobs_fetched, 4);
     for d in layer_digests(pulled.image.as_ref().unwrap()) {
         assert!(store_blob_verifies(&fresh, &d), "{d} does not verify");
+    }
+    // Every pushed gzip blob decompresses (with a reader of its own, all
+    // members) to the layer's diff_id.
+    for (blob, diff_id) in layer_digests(pulled.image.as_ref().unwrap())
+        .iter()
+        .zip(&orig_diff_ids)
+    {
+        let gz = std::fs::read(fresh.blob_path(blob)).unwrap();
+        let mut tar = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::MultiGzDecoder::new(&gz[..]), &mut tar)
+            .unwrap();
+        assert_eq!(Digest::sha256_of(&tar), *diff_id, "{blob}");
     }
 
     // The same push again: the registry has everything.
@@ -201,10 +214,13 @@ fn chunked_upload_of_a_layer_larger_than_the_chunk_size() {
         chunk_size: 64 << 10,
         ..test_options()
     };
-    let client = connect(&rt, &proxy.host(), opts);
+    let client = connect(&rt, &proxy.host(), opts.clone());
     let (_d, store) = temp_store();
     let image = test_image(3, 1, 400 << 10);
     let r = reference(&proxy.host(), "chunked/app:1");
+    // A layer held uncompressed streams to the registry as it is
+    // compressed, in requests of at most the chunk size (their length is
+    // not known in advance, so they carry no Content-Range).
     let pushed = push(&rt, &client, &image, &r, &store);
     let layer = &pushed.image.layers()[0];
     assert!(
@@ -213,6 +229,34 @@ fn chunked_upload_of_a_layer_larger_than_the_chunk_size() {
         layer.size()
     );
     let patches: Vec<_> = proxy
+        .requests()
+        .into_iter()
+        .filter(|q| q.method == "PATCH")
+        .collect();
+    assert!(
+        patches.len() >= layer.size().div_ceil(64 << 10) as usize,
+        "PATCH requests: {patches:?}"
+    );
+    for p in &patches {
+        assert!(p.request_bytes <= (64 << 10) + 1024, "{p:?}");
+        assert!(p.header("content-range").is_none(), "{p:?}");
+    }
+    let (_d2, fresh) = temp_store();
+    let pulled = pull(&rt, &client, &r, &fresh, &PullOptions::default()).expect("pull");
+    assert_eq!(pulled.digest, pushed.digest);
+    assert!(store_blob_verifies(&fresh, layer.digest()));
+
+    // The same layer, now held compressed in the store, goes to another
+    // registry in PATCH chunks of known length and range.
+    let Some(other) = RegistryGuard::start(Mode::Open) else {
+        return;
+    };
+    let proxy2 = FaultProxy::start(other.port(), Fault::None);
+    let client2 = connect(&rt, &proxy2.host(), opts);
+    let r2 = reference(&proxy2.host(), "chunked/app:1");
+    let again = push(&rt, &client2, &pushed.image, &r2, &store);
+    assert_eq!(again.digest, pushed.digest);
+    let patches: Vec<_> = proxy2
         .requests()
         .into_iter()
         .filter(|q| q.method == "PATCH")
@@ -228,9 +272,8 @@ fn chunked_upload_of_a_layer_larger_than_the_chunk_size() {
         assert!(len <= 64 << 10);
         assert!(p.header("content-range").is_some(), "{p:?}");
     }
-
-    let (_d2, fresh) = temp_store();
-    let pulled = pull(&rt, &client, &r, &fresh, &PullOptions::default()).expect("pull");
+    let (_d3, fresh) = temp_store();
+    let pulled = pull(&rt, &client2, &r2, &fresh, &PullOptions::default()).expect("pull");
     assert_eq!(pulled.digest, pushed.digest);
     assert!(store_blob_verifies(&fresh, layer.digest()));
     assert_eq!(
