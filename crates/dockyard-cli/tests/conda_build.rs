@@ -403,6 +403,13 @@ fn bad_specs_unsolvable_requests_dead_channels_and_stale_locks_are_clear_errors(
     fails(&["build", &spec], &["pip.yml", "line 7", "pip"]);
     let spec = fx.spec("bad.yml", &SPEC.replace("greet=1.0", "greet>=>=1"));
     fails(&["build", &spec], &["bad.yml", "line 5", "greet>=>=1"]);
+    // A missing output folder: refused before anything is built.
+    let spec = fx.spec("env.yml", SPEC);
+    fails(&["build", &spec, "-o", "missing/out.tar"], &["missing"]);
+    assert!(
+        !fx.path("cache/dockyard/build-cache-conda-layers").exists(),
+        "nothing was built"
+    );
     let spec = fx.spec("unsat.yml", &SPEC.replace("greet=1.0", "greet=9"));
     fails(&["build", &spec], &["cannot be solved", "greet"]);
     let dead = std::net::TcpListener::bind("127.0.0.1:0")

@@ -132,7 +132,14 @@ pub fn build(dy: &Dockyard, spec: &Spec, opts: &BuildOptions) -> Result<Built> {
         ),
     };
     // A bad destination fails before anything is solved or downloaded.
-    dy.location(&destination)?;
+    match dy.location(&destination)? {
+        Location::DockerArchive { path, .. }
+        | Location::OciArchive { path, .. }
+        | Location::OciDir { path, .. } => {
+            dockyard_image::atomic::output_parent(&path)?;
+        }
+        _ => {}
+    }
     let base = dy.open_image(&base_source(spec), Some(&platform))?;
 
     let cache = environment::CondaCache {
