@@ -19,6 +19,9 @@ struct TrustedOrWebPki {
     /// Certificates the user gave; a server presenting exactly one of them
     /// is the server the user meant.
     given: Vec<CertificateDer<'static>>,
+    /// Any server certificate passes (the user asked not to verify); the
+    /// handshake's signatures are still checked.
+    accept_any: bool,
 }
 
 impl ServerCertVerifier for TrustedOrWebPki {
@@ -39,7 +42,7 @@ impl ServerCertVerifier for TrustedOrWebPki {
         ) {
             Ok(v) => Ok(v),
             Err(e) => {
-                if self.given.iter().any(|c| c.as_ref() == end_entity.as_ref()) {
+                if self.accept_any || self.given.iter().any(|c| c.as_ref() == end_entity.as_ref()) {
                     Ok(ServerCertVerified::assertion())
                 } else {
                     Err(e)
@@ -109,60 +112,6 @@ impl ClientIdentity {
     }
 }
 
-/// Accepts any server certificate (the user asked not to verify), while
-/// still checking the handshake's signatures.
-#[derive(Debug)]
-struct AcceptAnyServer {
-    provider: Arc<rustls::crypto::CryptoProvider>,
-}
-
-impl ServerCertVerifier for AcceptAnyServer {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
-}
-
 /// A rustls client config trusting the system roots, Mozilla's roots and
 /// the given PEM certificates (or any server, with `accept_any_server`),
 /// presenting `identity` to registries that ask for a client certificate.
@@ -201,13 +150,11 @@ pub fn client_config(
             .map_err(|e| RegistryError::Tls {
                 reason: format!("TLS setup: {e}"),
             })?;
-    let verifier: Arc<dyn ServerCertVerifier> = if accept_any_server {
-        Arc::new(AcceptAnyServer {
-            provider: Arc::clone(&provider),
-        })
-    } else {
-        Arc::new(TrustedOrWebPki { webpki, given })
-    };
+    let verifier = Arc::new(TrustedOrWebPki {
+        webpki,
+        given,
+        accept_any: accept_any_server,
+    });
     let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| RegistryError::Tls {
