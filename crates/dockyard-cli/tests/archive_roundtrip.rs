@@ -628,3 +628,111 @@ fn add_copies_a_file_into_an_existing_directory_as_copy_does() {
         "hello from motd\nhello from motd\n"
     );
 }
+
+/// A docker archive written from gzip layers holds them uncompressed; they
+/// are inflated on several threads, but the archive's bytes are the same
+/// as on one core (`taskset -c 0`), and docker-archive readers get every
+/// layer back whole.
+#[test]
+fn docker_archive_from_gzip_layers_is_the_same_on_one_core_and_many() {
+    let Some(fx) = Fixture::new() else { return };
+    if !require_tool("skopeo") || !require_tool("taskset") {
+        return;
+    }
+    let cache = fx.cache();
+    let archive = fx.busybox_archive("base.tar", "test/base:1");
+    // Four more layers of a few MB each, half random (xorshift) half text.
+    let mut prev = format!("docker-archive:{}", archive.display());
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    for i in 0..4 {
+        let dir = fx.path(&format!("layer{i}"));
+        fs::create_dir_all(&dir).unwrap();
+        let mut random = vec![0u8; (1 + i) << 20];
+        for b in random.iter_mut() {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            *b = state as u8;
+        }
+        fs::write(dir.join("random.bin"), &random).unwrap();
+        fs::write(
+            dir.join("text.txt"),
+            format!("layer {i} line\n").repeat(200_000),
+        )
+        .unwrap();
+        let next = format!("oci:{}:step{i}", fx.s("raw"));
+        dy(
+            &cache,
+            &[
+                "mutate",
+                &prev,
+                &next,
+                "--add",
+                &format!("{}:/l{i}", dir.display()),
+            ],
+        );
+        prev = next;
+    }
+    // skopeo writes the layers gzip-compressed into an OCI layout.
+    run_ok(StdCommand::new("skopeo").args([
+        "copy",
+        &format!("oci:{}:step3", fx.s("raw")),
+        &format!("oci:{}:gz", fx.s("gz")),
+    ]));
+    let gz = format!("oci:{}:gz", fx.s("gz"));
+    let summary = inspect_json(&cache, &gz);
+    let media: Vec<&str> = summary["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["mediaType"].as_str().unwrap())
+        .collect();
+    assert_eq!(media.len(), 5);
+    assert!(media.iter().all(|m| m.ends_with("gzip")), "{media:?}");
+
+    let many = fx.path("many.tar");
+    dy(
+        &cache,
+        &[
+            "copy",
+            &gz,
+            &format!("docker-archive:{}:t/x:1", many.display()),
+        ],
+    );
+    let one = fx.path("one.tar");
+    let out = StdCommand::new("taskset")
+        .args(["-c", "0"])
+        .arg(assert_cmd::cargo::cargo_bin("dockyard"))
+        .args([
+            "copy",
+            &gz,
+            &format!("docker-archive:{}:t/x:1", one.display()),
+        ])
+        .env("DOCKYARD_CACHE", &cache)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        fs::read(&many).unwrap() == fs::read(&one).unwrap(),
+        "archives written on one core and on many differ"
+    );
+    // Every layer member is the uncompressed tar its diff_id names.
+    let members = tar_members(&many);
+    for diff_id in diff_ids(&summary) {
+        let hex = diff_id.trim_start_matches("sha256:");
+        let data = &members[&format!("blobs/sha256/{hex}")];
+        assert_eq!(sha256_hex(data), hex);
+    }
+    // And skopeo reads the archive back to the same diff_ids.
+    run_ok(StdCommand::new("skopeo").args([
+        "copy",
+        &format!("docker-archive:{}", many.display()),
+        &format!("oci:{}:back", fx.s("back")),
+    ]));
+    let back = inspect_json(&cache, &format!("oci:{}:back", fx.s("back")));
+    assert_eq!(diff_ids(&back), diff_ids(&summary));
+}

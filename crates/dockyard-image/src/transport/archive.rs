@@ -9,6 +9,7 @@ use std::path::Path;
 
 use serde_json::{json, Map, Value};
 
+use super::inflate_ahead::{Claim, InflateAhead, Inflated};
 use super::layout::{self, CONTAINERD_NAME, REF_NAME};
 use super::tar_index::TarIndex;
 use crate::atomic::AtomicFile;
@@ -363,8 +364,10 @@ impl<W: Write + Seek> ArchiveWriter<W> {
         Ok(())
     }
 
-    fn member(&mut self, name: &str, size: u64, data: &mut dyn Read) -> io::Result<()> {
+    /// Write a member of known size; returns the offset of its data.
+    fn member(&mut self, name: &str, size: u64, data: &mut dyn Read) -> io::Result<u64> {
         self.out.write_all(&file_header(name.as_bytes(), size))?;
+        let offset = self.out.stream_position()?;
         let copied = io::copy(&mut data.take(size), &mut self.out)?;
         // Read on to the end: a verifying source checks its digest there.
         let extra = io::copy(data, &mut io::sink())?;
@@ -374,7 +377,8 @@ impl<W: Write + Seek> ArchiveWriter<W> {
                 format!("{name}: expected {size} bytes, read {}", copied + extra),
             ));
         }
-        self.pad(size)
+        self.pad(size)?;
+        Ok(offset)
     }
 
     /// Write `data` to its end; returns (offset of the data, its size).
@@ -411,60 +415,27 @@ pub fn write_image_tar(
         let mut tar = ArchiveWriter {
             out: BufWriter::with_capacity(1 << 20, out.writer()),
         };
-        let mut written: HashMap<Digest, Layer> = HashMap::new();
-        let mut layers = Vec::with_capacity(image.layers().len());
-        for layer in image.layers() {
-            // Docker archives hold uncompressed layers: decompress on the way.
-            let docker_plain = opts.docker && layer.compression() != Compression::None;
-            let name_digest = if docker_plain {
-                layer.diff_id()
-            } else {
-                layer.digest()
-            };
-            if let Some(done) = written.get(name_digest) {
-                layers.push(done.clone());
-                continue;
+        let dir = crate::atomic::output_parent(dest)?;
+        let docker_plain = |l: &Layer| opts.docker && l.compression() != Compression::None;
+        // The distinct layers to inflate, in archive order.
+        let mut seen = HashSet::new();
+        let to_inflate: Vec<&Layer> = image
+            .layers()
+            .iter()
+            .filter(|l| docker_plain(l) && seen.insert(l.diff_id().clone()))
+            .collect();
+        let ahead = InflateAhead::new(to_inflate);
+        let layers = std::thread::scope(|scope| {
+            for _ in 0..ahead.workers() {
+                scope.spawn(|| ahead.work(&dir, dest, progress));
             }
-            let id = layer.digest().short();
-            let name = blob_name(name_digest);
-            let stored = if docker_plain {
-                let mut reader = ProgressReader::new(
-                    layer.open_uncompressed()?,
-                    progress,
-                    id,
-                    Phase::Copy,
-                    layer.size(),
-                );
-                let (offset, len) = tar
-                    .member_streamed(&name, &mut reader)
-                    .map_err(|e| unwrap_io(e, &layer.source().path()))?;
-                reader.finish();
-                let source = BlobSource::File {
-                    path: std::sync::Arc::new(dest.to_path_buf()),
-                    offset,
-                    len,
-                    keep: None,
-                    store_blob: false,
-                };
-                let media_type = Compression::None
-                    .layer_media_type(media::is_docker_manifest(image.manifest_media_type()));
-                Layer::new(
-                    layer.diff_id().clone(),
-                    media_type.to_string(),
-                    layer.diff_id().clone(),
-                    source,
-                )?
-            } else {
-                let mut reader =
-                    ProgressReader::new(layer.open()?, progress, id, Phase::Copy, layer.size());
-                tar.member(&name, layer.size(), &mut reader)
-                    .map_err(|e| unwrap_io(e, &layer.source().path()))?;
-                reader.finish();
-                layer.clone()
-            };
-            written.insert(name_digest.clone(), stored.clone());
-            layers.push(stored);
-        }
+            let written = write_layers(&mut tar, image, dest, &ahead, docker_plain, progress);
+            if written.is_err() {
+                ahead.cancel();
+            }
+            written
+        })?;
+        let mut names: HashSet<Digest> = layers.iter().map(|l| l.digest().clone()).collect();
         let image = if opts.docker
             && image
                 .layers()
@@ -475,7 +446,6 @@ pub fn write_image_tar(
         } else {
             image.clone()
         };
-        let mut names: HashSet<Digest> = written.keys().cloned().collect();
         for bytes in [image.config_raw(), image.manifest_raw()] {
             let d = Digest::sha256_of(bytes);
             if names.insert(d.clone()) {
@@ -543,6 +513,92 @@ pub fn write_image_tar(
     }
     out.commit_unsynced()?;
     Ok(written_image)
+}
+
+/// Write the layer members of `image` in manifest order (each distinct
+/// blob once). Compressed layers of a docker archive are written
+/// uncompressed: streamed here, or copied from `ahead`'s workers. Returns
+/// the layers as they now are in the archive.
+fn write_layers<W: Write + Seek>(
+    tar: &mut ArchiveWriter<W>,
+    image: &Image,
+    dest: &Path,
+    ahead: &InflateAhead,
+    docker_plain: impl Fn(&Layer) -> bool,
+    progress: &dyn Progress,
+) -> Result<Vec<Layer>> {
+    let mut written: HashMap<Digest, Layer> = HashMap::new();
+    let mut layers = Vec::with_capacity(image.layers().len());
+    let mut inflated = 0;
+    for layer in image.layers() {
+        let plain = docker_plain(layer);
+        let name_digest = if plain {
+            layer.diff_id()
+        } else {
+            layer.digest()
+        };
+        if let Some(done) = written.get(name_digest) {
+            layers.push(done.clone());
+            continue;
+        }
+        let name = blob_name(name_digest);
+        let stored = if plain {
+            let claim = ahead.claim(inflated);
+            inflated += 1;
+            let (offset, len) = match claim {
+                Claim::Stream => {
+                    let mut reader = ProgressReader::new(
+                        layer.open_uncompressed()?,
+                        progress,
+                        layer.digest().short(),
+                        Phase::Copy,
+                        layer.size(),
+                    );
+                    let at = tar
+                        .member_streamed(&name, &mut reader)
+                        .map_err(|e| unwrap_io(e, &layer.source().path()))?;
+                    reader.finish();
+                    at
+                }
+                Claim::Inflated(done) => {
+                    let Inflated { mut file, len } = done?;
+                    file.seek(SeekFrom::Start(0)).at(dest)?;
+                    let offset = tar.member(&name, len, &mut file).at(dest)?;
+                    (offset, len)
+                }
+            };
+            let source = BlobSource::File {
+                path: std::sync::Arc::new(dest.to_path_buf()),
+                offset,
+                len,
+                keep: None,
+                store_blob: false,
+            };
+            let media_type = Compression::None
+                .layer_media_type(media::is_docker_manifest(image.manifest_media_type()));
+            Layer::new(
+                layer.diff_id().clone(),
+                media_type.to_string(),
+                layer.diff_id().clone(),
+                source,
+            )?
+        } else {
+            let mut reader = ProgressReader::new(
+                layer.open()?,
+                progress,
+                layer.digest().short(),
+                Phase::Copy,
+                layer.size(),
+            );
+            tar.member(&name, layer.size(), &mut reader)
+                .map_err(|e| unwrap_io(e, &layer.source().path()))?;
+            reader.finish();
+            layer.clone()
+        };
+        written.insert(name_digest.clone(), stored.clone());
+        layers.push(stored);
+    }
+    Ok(layers)
 }
 
 fn blob_name(d: &Digest) -> String {

@@ -3,6 +3,7 @@
 //! `store:REF`, `docker://REF`, and `scratch`.
 
 pub mod archive;
+mod inflate_ahead;
 pub mod layout;
 pub mod tar_index;
 
