@@ -176,6 +176,46 @@ enum Command {
         #[command(flatten)]
         transfer: TransferArgs,
     },
+    /// Run a command in an image without a daemon: the image is unpacked
+    /// once into a cached rootfs (read-only; /tmp is writable) and run with
+    /// bubblewrap, else runc, else chroot (as root) — or by Docker with
+    /// --docker. Exits with the command's exit code.
+    Run {
+        /// The image, e.g. docker-archive:app.tar, oci:DIR:tag, docker://REF.
+        src: String,
+        /// The command and its arguments (default: the image's Entrypoint and Cmd).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+        /// Set an environment variable (KEY=VALUE), repeatable.
+        #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
+        env: Vec<String>,
+        /// The working directory inside the image.
+        #[arg(short = 'w', long)]
+        workdir: Option<String>,
+        /// USER[:GROUP], by name or number.
+        #[arg(short = 'u', long)]
+        user: Option<String>,
+        /// Replace the image's Entrypoint (its Cmd is then dropped, as Docker does).
+        #[arg(long)]
+        entrypoint: Option<String>,
+        /// Bind a host path into the container: HOST:PATH[:ro], repeatable.
+        #[arg(long = "mount", value_name = "HOST:PATH[:ro]")]
+        mounts: Vec<String>,
+        /// none (only loopback, the default) or host.
+        #[arg(long, default_value = "none")]
+        network: String,
+        /// auto (bwrap, else runc, else chroot as root), bwrap, runc, chroot or docker.
+        #[arg(long, default_value = "auto")]
+        runtime: String,
+        /// Hand the image to a Docker daemon (docker load + docker run): --runtime docker.
+        #[arg(long, conflicts_with = "runtime")]
+        docker: bool,
+        /// From a multi-platform image, this platform (os/arch[/variant]).
+        #[arg(long)]
+        platform: Option<String>,
+        #[command(flatten)]
+        transfer: TransferArgs,
+    },
     /// The local image cache.
     Cache {
         #[command(subcommand)]
@@ -358,7 +398,17 @@ fn remove_temp_files_on_signals() {
     use signal_hook::consts::{SIGINT, SIGTERM};
     if let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) {
         std::thread::spawn(move || {
-            if let Some(signal) = signals.forever().next() {
+            for signal in signals.forever() {
+                // A container in the foreground gets the signal (Ctrl-C reaches
+                // it from the terminal; SIGTERM is passed on); dockyard then
+                // ends with its exit code.
+                if let Some(pid) = dockyard::foreground_child() {
+                    if signal != SIGINT {
+                        // SAFETY: kill has no memory preconditions.
+                        unsafe { libc::kill(pid, signal) };
+                    }
+                    continue;
+                }
                 terminal::restore();
                 dockyard::remove_temp_files();
                 std::process::exit(128 + signal);
@@ -395,7 +445,9 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
-            eprintln!("dockyard: error: {}", f.message);
+            if !f.message.is_empty() {
+                eprintln!("dockyard: error: {}", f.message);
+            }
             ExitCode::from(f.code)
         }
     }
@@ -696,6 +748,56 @@ fn run(cli: Cli) -> CliResult {
                 image.digest(),
                 dir.display()
             );
+            Ok(())
+        }
+        Command::Run {
+            src,
+            command,
+            env,
+            workdir,
+            user,
+            entrypoint,
+            mounts,
+            network,
+            runtime,
+            docker,
+            platform,
+            transfer,
+        } => {
+            let dy = transfer_facade(&reg, &transfer, &SideArgs::default(), &src, "")?;
+            let opts = dockyard::RunOptions {
+                command,
+                entrypoint: entrypoint.map(|e| vec![e]),
+                env: env
+                    .iter()
+                    .map(|kv| parse_kv(kv, "env"))
+                    .collect::<CliResult<_>>()?,
+                workdir,
+                user,
+                mounts: mounts
+                    .iter()
+                    .map(|m| m.parse().map_err(|e| usage(format!("--mount {e}"))))
+                    .collect::<CliResult<_>>()?,
+                network: network
+                    .parse()
+                    .map_err(|e| usage(format!("--network {e}")))?,
+                runtime: if docker {
+                    dockyard::Runtime::Docker
+                } else {
+                    runtime
+                        .parse()
+                        .map_err(|e| usage(format!("--runtime {e}")))?
+                },
+                capture: false,
+            };
+            let out = dy.run(&src, parse_platform(&platform)?.as_ref(), &opts)?;
+            if out.code != 0 {
+                // The command's own code, with nothing added to its output.
+                return Err(Failure {
+                    code: u8::try_from(out.code).unwrap_or(1),
+                    message: String::new(),
+                });
+            }
             Ok(())
         }
         Command::Cache { command } => cache(&dy, command),

@@ -125,6 +125,11 @@ impl Dockerd {
         }
     }
 
+    /// The daemon's address, as `DOCKER_HOST` takes it.
+    pub fn host(&self) -> String {
+        format!("unix://{}", self.dir.path().join("d.sock").display())
+    }
+
     /// A `docker` command talking to this daemon.
     pub fn docker(&self) -> Command {
         let mut c = Command::new("docker");

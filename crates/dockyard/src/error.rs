@@ -14,6 +14,10 @@ pub enum Error {
     #[error(transparent)]
     Registry(Box<RegistryError>),
 
+    /// `run`: no runtime, a bad user or mount, a runtime that failed to start.
+    #[error(transparent)]
+    Run(dockyard_run::RunError),
+
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
 
@@ -30,6 +34,15 @@ impl From<RegistryError> for Error {
     }
 }
 
+impl From<dockyard_run::RunError> for Error {
+    fn from(e: dockyard_run::RunError) -> Error {
+        match e {
+            dockyard_run::RunError::Image(e) => Error::Image(e),
+            other => Error::Run(other),
+        }
+    }
+}
+
 impl Error {
     /// True when the input was at fault (bad name, missing image, wrong
     /// credentials), false for failures of this machine or of dockyard.
@@ -38,6 +51,7 @@ impl Error {
             Error::Image(e) => e.is_user_error(),
             Error::Registry(e) => e.is_user_error(),
             Error::Runtime(_) => false,
+            Error::Run(e) => !matches!(e, dockyard_run::RunError::Spawn { .. }),
             Error::FormatOfIndex { .. } => true,
         }
     }

@@ -24,6 +24,7 @@
 mod error;
 mod inspect;
 mod mutation;
+mod run;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
@@ -32,14 +33,17 @@ pub use dockyard_image::atomic::remove_temp_files;
 pub use dockyard_image::media::Compression;
 pub use dockyard_image::mutate::{command, exposed_ports};
 pub use dockyard_image::progress::{Phase, Progress, Silent};
+pub use dockyard_image::Error as ImageError;
 pub use dockyard_image::{
     ConfigEdit, Descriptor, Digest, Image, Index, IndexManifest, Layer, Location, Manifest,
     Platform, Reference, Store,
 };
 pub use dockyard_registry::{
-    read_cert_dir, ClientCert, ClientOptions, Credentials, HostOptions, Registry,
+    read_cert_dir, ClientCert, ClientOptions, Credentials, HostOptions, Registry, RegistryError,
 };
-pub use dockyard_run::ExportOptions;
+pub use dockyard_run::{
+    foreground_child, ExportOptions, Mount, Network, RunError, RunOptions, RunOutput, Runtime,
+};
 pub use error::{Error, Result};
 pub use inspect::Inspection;
 pub use mutation::{LayerRemoval, Mutation};
@@ -509,8 +513,11 @@ impl Dockyard {
     }
 
     /// Remove store blobs no named image uses; returns (blobs, bytes).
+    /// Cached rootfs trees of `run` are removed too (they are rebuilt on use).
     pub fn cache_prune(&self) -> Result<(usize, u64)> {
-        Ok(self.store()?.prune()?)
+        let (blobs, bytes) = self.store()?.prune()?;
+        let (trees, tree_bytes) = dockyard_run::prune_rootfs_cache(&self.store_root())?;
+        Ok((blobs + trees, bytes + tree_bytes))
     }
 
     /// Forget a name in the store (its blobs go at the next prune); false
