@@ -27,6 +27,9 @@ pub struct Mutation {
     pub remove_layers: Vec<LayerRemoval>,
     /// Host path → image path, all into one new layer.
     pub add: Vec<(PathBuf, String)>,
+    /// Files given by their bytes (image path → contents, mode 0644), in
+    /// the same new layer.
+    pub contents: Vec<(String, Vec<u8>)>,
     /// Image paths deleted (whiteouts in the new layer).
     pub delete: Vec<String>,
     pub config: Vec<ConfigEdit>,
@@ -80,7 +83,7 @@ impl Mutation {
                 LayerRemoval::At(i) => image.remove_layer(*i)?,
             };
         }
-        if !self.add.is_empty() || !self.delete.is_empty() {
+        if !self.add.is_empty() || !self.delete.is_empty() || !self.contents.is_empty() {
             let mut builder = LayerBuilder::new(LayerOptions::default());
             // History names what was added by kind and destination, not
             // by host path, so the same files from another folder give
@@ -107,6 +110,15 @@ impl Mutation {
                 builder.add_path(host, &dest)?;
                 let kind = if host.is_dir() { "dir" } else { "file" };
                 described.push(format!("ADD {kind} in {dest}"));
+            }
+            for (dest, data) in &self.contents {
+                // Symlinked parents of the image are followed, as for --add.
+                let dest = match index.as_ref() {
+                    Some(ix) => ix.resolve(dest)?.0,
+                    None => dest.clone(),
+                };
+                builder.add_contents(&dest, data.clone(), 0o644)?;
+                described.push(format!("ADD bytes in {dest}"));
             }
             for path in &self.delete {
                 if index.as_ref().and_then(|ix| ix.kind(path)).is_none() {
