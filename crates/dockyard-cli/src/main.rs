@@ -399,14 +399,10 @@ fn remove_temp_files_on_signals() {
     if let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) {
         std::thread::spawn(move || {
             for signal in signals.forever() {
-                // A container in the foreground gets the signal (Ctrl-C reaches
-                // it from the terminal; SIGTERM is passed on); dockyard then
-                // ends with its exit code.
-                if let Some(pid) = dockyard::foreground_child() {
-                    if signal != SIGINT {
-                        // SAFETY: kill has no memory preconditions.
-                        unsafe { libc::kill(pid, signal) };
-                    }
+                // A command in the foreground gets the signal (Ctrl-C reaches
+                // it from the terminal; SIGTERM is passed on; a runc
+                // container is killed); dockyard then ends with its exit code.
+                if dockyard::interrupt_foreground(signal) {
                     continue;
                 }
                 terminal::restore();

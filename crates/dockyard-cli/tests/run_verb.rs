@@ -368,3 +368,54 @@ image:
         );
     }
 }
+
+#[test]
+fn ctrl_c_ends_the_command_under_every_runtime_present() {
+    use std::os::unix::process::CommandExt;
+    let Some(fx) = Fx::new() else { return };
+    let rootfs = fx.path("base/rootfs");
+    std::os::unix::fs::symlink("busybox", rootfs.join("bin/sleep")).unwrap();
+    fx.ok(&[
+        "mutate",
+        "scratch",
+        "docker-archive:sleepy.tar",
+        "--add",
+        &format!("{}:/", rootfs.display()),
+    ]);
+    let bin = assert_cmd::cargo::cargo_bin("dockyard");
+    for rt in runtimes() {
+        // Warm the rootfs cache so the signal lands while `sleep` runs.
+        fx.ok(&["run", "--runtime", rt, "docker-archive:sleepy.tar", "true"]);
+        // Its own process group, signalled as a terminal signals it.
+        let mut child = std::process::Command::new(&bin)
+            .args([
+                "run",
+                "--runtime",
+                rt,
+                "docker-archive:sleepy.tar",
+                "sleep",
+                "60",
+            ])
+            .env("DOCKYARD_CACHE", fx.path("cache"))
+            .current_dir(fx.path(""))
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        let pgid = child.id() as i32;
+        // SAFETY: killpg has no memory preconditions.
+        unsafe { libc::killpg(pgid, libc::SIGINT) };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("{rt}: Ctrl-C did not end the command");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        };
+        assert!(!status.success(), "{rt}: {status:?}");
+    }
+}

@@ -660,12 +660,48 @@ fn check_mounts(mounts: &[Mount]) -> Result<Vec<(PathBuf, &Mount)>, RunError> {
 /// signal handler can pass SIGTERM on instead of ending dockyard first.
 static FOREGROUND_CHILD: AtomicI32 = AtomicI32::new(0);
 
+/// A runc container running in the foreground: `--root` state and id.
+/// Its command is pid 1 of its own pid namespace, which ignores SIGINT and
+/// SIGTERM unless it handles them, so an interrupt is a `runc kill`.
+static FOREGROUND_RUNC: std::sync::Mutex<Option<(PathBuf, String)>> = std::sync::Mutex::new(None);
+
 /// The pid of the container process running now, if any.
 pub fn foreground_child() -> Option<i32> {
     match FOREGROUND_CHILD.load(Ordering::SeqCst) {
         0 => None,
         pid => Some(pid),
     }
+}
+
+/// Pass `signal`, received by dockyard, on to the command running in the
+/// foreground; false when none runs. Ctrl-C reaches a bwrap or chroot
+/// command from the terminal itself, so SIGINT is not sent twice; a runc
+/// container is killed on SIGINT and SIGTERM.
+pub fn interrupt_foreground(signal: i32) -> bool {
+    let Some(pid) = foreground_child() else {
+        return false;
+    };
+    let runc = FOREGROUND_RUNC
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    match runc {
+        Some((state, id)) if signal == libc::SIGINT || signal == libc::SIGTERM => {
+            let _ = Command::new("runc")
+                .arg("--root")
+                .arg(state)
+                .args(["kill", &id, "KILL"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+        _ if signal != libc::SIGINT => {
+            // SAFETY: kill has no memory preconditions.
+            unsafe { libc::kill(pid, signal) };
+        }
+        _ => {}
+    }
+    true
 }
 
 /// Run `process` in `rootfs` with `runtime` (already picked: not Auto or Docker).
@@ -715,7 +751,9 @@ pub fn run_in_rootfs(
         Runtime::Auto | Runtime::Docker => unreachable!("picked before"),
     };
     let program = runtime.name().to_string();
-    run_command(&mut cmd, &program, runtime, opts.capture)
+    let out = run_command(&mut cmd, &program, runtime, opts.capture);
+    *FOREGROUND_RUNC.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    out
 }
 
 /// Spawn, record the pid for signal handlers, collect output when asked.
@@ -811,6 +849,17 @@ fn runc_command(
 ) -> Result<Command, RunError> {
     use serde_json::json;
     let rootless = !is_root();
+    if rootless && (process.uid != 0 || process.gid != 0) {
+        // Without subordinate ids only the caller's own id can be mapped,
+        // and runc wants it to be root inside.
+        return Err(RunError::Unavailable {
+            runtime: "runc",
+            reason: format!(
+                "without root, runc runs commands only as root inside the image ({}:{} was asked for): use --runtime bwrap",
+                process.uid, process.gid
+            ),
+        });
+    }
     let mut namespaces = vec![
         json!({"type": "pid"}),
         json!({"type": "ipc"}),
@@ -861,9 +910,9 @@ fn runc_command(
         if let Some(ns) = linux["namespaces"].as_array_mut() {
             ns.push(json!({"type": "user"}));
         }
-        // One id only: the caller's own, seen as the process's.
-        linux["uidMappings"] = json!([{"containerID": process.uid, "hostID": uid, "size": 1}]);
-        linux["gidMappings"] = json!([{"containerID": process.gid, "hostID": gid, "size": 1}]);
+        // One id only: the caller's own, seen as root.
+        linux["uidMappings"] = json!([{"containerID": 0, "hostID": uid, "size": 1}]);
+        linux["gidMappings"] = json!([{"containerID": 0, "hostID": gid, "size": 1}]);
     }
     let mut user = json!({"uid": process.uid, "gid": process.gid});
     if !process.additional_gids.is_empty() && !rootless {
@@ -908,7 +957,8 @@ fn runc_command(
     if rootless {
         c.arg("--no-new-keyring");
     }
-    c.arg(id);
+    c.arg(&id);
+    *FOREGROUND_RUNC.lock().unwrap_or_else(|e| e.into_inner()) = Some((state, id));
     Ok(c)
 }
 

@@ -42,7 +42,8 @@ pub use dockyard_registry::{
     read_cert_dir, ClientCert, ClientOptions, Credentials, HostOptions, Registry, RegistryError,
 };
 pub use dockyard_run::{
-    foreground_child, ExportOptions, Mount, Network, RunError, RunOptions, RunOutput, Runtime,
+    foreground_child, interrupt_foreground, ExportOptions, Mount, Network, RunError, RunOptions,
+    RunOutput, Runtime,
 };
 pub use error::{Error, Result};
 pub use inspect::Inspection;
