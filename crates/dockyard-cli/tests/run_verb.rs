@@ -367,6 +367,17 @@ image:
             "{rt}"
         );
     }
+    // And handed to a Docker daemon.
+    if let Some(daemon) = Dockerd::start() {
+        let out = fx
+            .cmd()
+            .env("DOCKER_HOST", daemon.host())
+            .args(["run", "--docker", "docker-archive:env.tar"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert_eq!(text(&out.stdout), "hello from greet\n");
+    }
 }
 
 #[test]
