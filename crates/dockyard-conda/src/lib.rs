@@ -7,6 +7,7 @@
 pub mod environment;
 pub mod error;
 pub mod layers;
+pub mod libc;
 pub mod lock;
 pub mod sbom;
 pub mod spec;
@@ -149,11 +150,15 @@ pub fn build(dy: &Dockyard, spec: &Spec, opts: &BuildOptions) -> Result<Built> {
         path: cache.root.clone(),
         source: e,
     })?;
-    let virtual_names = spec
-        .image
-        .virtual_packages
-        .clone()
-        .unwrap_or_else(|| spec::default_virtual_packages(subdir));
+    // Unless the spec names them, the base's own C library sets __glibc.
+    let virtual_names = match spec.image.virtual_packages.clone() {
+        Some(names) => names,
+        None => {
+            let libc = libc::detect(&base);
+            tracing::debug!("C library of the base: {libc:?}");
+            libc::virtual_packages_for(spec::default_virtual_packages(subdir), libc.as_ref())
+        }
+    };
     let virtual_packages = environment::virtual_packages(&virtual_names)?;
     // A spec given on the command line has no folder to keep a lock in.
     let lock_path = spec.path.is_file().then(|| lock::lock_path(spec));
