@@ -199,6 +199,7 @@ impl Client {
                         offline,
                         sbom,
                         locked,
+                        progress_bars: false,
                     },
                 )?;
                 Ok(built.image)

@@ -930,6 +930,7 @@ fn build(dy: &Dockyard, args: BuildArgs) -> CliResult {
             offline: args.offline,
             sbom: args.sbom.clone(),
             locked: args.locked,
+            progress_bars: std::io::IsTerminal::is_terminal(&std::io::stderr()),
         },
     )?;
     let reused = built.layers.iter().filter(|l| l.reused).count();

@@ -341,6 +341,36 @@ fn a_rebuild_after_one_package_changes_reuses_every_other_layer_and_pushes_only_
         (7, 7, 5),
         "{one:#?}\n{two:#?}"
     );
+
+    // Cached packages are not installed again, and that changes no byte:
+    // back to greet 1.0 gives the first image, and greet 2.0 built with a
+    // fresh cache gives the second.
+    fx.spec("env.yml", SPEC);
+    let third = fx.ok(&[
+        "build",
+        &spec,
+        "--push",
+        &format!("{}/envs/greet:3", proxy.host()),
+    ]);
+    assert!(
+        text(&third.stderr).contains("5 reused, 0 new"),
+        "{}",
+        text(&third.stderr)
+    );
+    assert_eq!(digest_of(&third), digest_of(&first));
+    fx.spec("env.yml", &SPEC.replace("greet=1.0", "greet=2.0"));
+    let cold = fx
+        .cmd_with_cache("fresh-cache")
+        .args([
+            "build",
+            &spec,
+            "--push",
+            &format!("{}/envs/greet:4", proxy.host()),
+        ])
+        .output()
+        .unwrap();
+    assert!(cold.status.success(), "{}", text(&cold.stderr));
+    assert_eq!(digest_of(&cold), digest_of(&second));
 }
 
 #[test]

@@ -143,8 +143,9 @@ pub async fn install(
     prefix: &str,
     subdir: Subdir,
     cache: &CondaCache,
+    progress_bars: bool,
 ) -> Result<Vec<PrefixRecord>> {
-    let installer = Installer::new()
+    let mut installer = Installer::new()
         .with_package_cache(PackageCache::new(cache.packages()))
         .with_target_platform(subdir)
         .with_alternative_target_prefix(prefix)
@@ -156,6 +157,9 @@ pub async fn install(
             allow_hard_links: Some(false),
             allow_ref_links: Some(false),
         });
+    if progress_bars {
+        installer.set_reporter(rattler::install::IndicatifReporter::builder().finish());
+    }
     installer
         .install(staging, records)
         .await

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use dockyard_image::tar::{LayerBuilder, LayerOptions};
 use dockyard_image::{BlobSource, Digest, Layer, Store};
-use rattler_conda_types::{PackageRecord, PrefixRecord};
+use rattler_conda_types::{PackageRecord, PrefixRecord, RepoDataRecord};
 use serde_json::{json, Value};
 
 use crate::error::{Error, Result};
@@ -89,10 +89,9 @@ pub fn group_packages(
 }
 
 /// The cache key of a package layer: what its bytes depend on.
-fn cache_key(records: &[&PrefixRecord], prefix: &str, layering: Layering) -> Result<String> {
+fn cache_key(records: &[&PackageRecord], prefix: &str, layering: Layering) -> Result<String> {
     let mut key = format!("{LAYER_FORMAT}\n{prefix}\n{}\n", layering.name());
-    for r in records {
-        let p = &r.repodata_record.package_record;
+    for p in records {
         let sha = p.sha256.map(hex::encode).ok_or_else(|| Error::Install {
             reason: format!(
                 "package {} has no sha256 in its channel's repodata: its layer cannot be cached",
@@ -103,6 +102,59 @@ fn cache_key(records: &[&PrefixRecord], prefix: &str, layering: Layering) -> Res
         key.push('\n');
     }
     Ok(Digest::sha256_of(key.as_bytes()).hex().to_string())
+}
+
+/// A conda-meta record as the build cache keeps it: without the paths of
+/// the package cache it was installed from.
+fn cacheable_prefix_record(record: &PrefixRecord) -> Option<Value> {
+    let mut r = record.clone();
+    r.package_tarball_full_path = None;
+    r.extracted_package_dir = None;
+    serde_json::to_value(&r).ok()
+}
+
+/// Before installing: write into `staging`'s conda-meta the records of
+/// the packages whose layers the build cache already holds (its own layer
+/// each, the same repodata record as solved), so the installer treats them
+/// as installed and neither fetches, extracts nor copies them; their
+/// layers are taken from the cache. Returns how many.
+pub fn preinstall_cached(
+    store: &Store,
+    staging: &Path,
+    prefix: &str,
+    records: &[RepoDataRecord],
+    layering: Layering,
+) -> Result<usize> {
+    let table = store.side_table(BUILD_CACHE_TABLE);
+    let meta = staging.join("conda-meta");
+    let mut n = 0;
+    for r in records {
+        let key = cache_key(&[&r.package_record], prefix, layering)?;
+        let cached = table.get(&key)?;
+        if cached_layer(store, &cached)?.is_none() {
+            continue;
+        }
+        let Some(record) = cached
+            .as_ref()
+            .and_then(|v| v.get("prefix_record"))
+            .and_then(|v| serde_json::from_value::<PrefixRecord>(v.clone()).ok())
+        else {
+            continue;
+        };
+        if record.repodata_record != *r {
+            continue;
+        }
+        std::fs::create_dir_all(&meta).map_err(|e| Error::Io {
+            path: meta.clone(),
+            source: e,
+        })?;
+        let path = meta.join(record.file_name());
+        record
+            .write_to_path(&path, true)
+            .map_err(|e| Error::Io { path, source: e })?;
+        n += 1;
+    }
+    Ok(n)
 }
 
 /// The files of `records` under `staging`, placed under `prefix`.
@@ -139,8 +191,25 @@ pub fn package_layers(
             .iter()
             .map(|r| package_label(&r.repodata_record.package_record))
             .collect();
-        let key = cache_key(&records, prefix, layering)?;
-        if let Some(layer) = cached_layer(store, &table.get(&key)?)? {
+        let package_records: Vec<&PackageRecord> = records
+            .iter()
+            .map(|r| &r.repodata_record.package_record)
+            .collect();
+        let key = cache_key(&package_records, prefix, layering)?;
+        // A layer of one package also keeps its conda-meta record, so a
+        // rebuild need not install it again (see `preinstall_cached`).
+        let prefix_record = match records.as_slice() {
+            [one] => cacheable_prefix_record(one),
+            _ => None,
+        };
+        let cached = table.get(&key)?;
+        if let Some(layer) = cached_layer(store, &cached)? {
+            if let (Some(mut v), Some(pr)) = (cached, prefix_record) {
+                if v.get("prefix_record").is_none() {
+                    v["prefix_record"] = pr;
+                    table.put(&key, &v)?;
+                }
+            }
             out.push(EnvLayer {
                 layer,
                 packages,
@@ -156,16 +225,17 @@ pub fn package_layers(
         });
         add_package_files(&mut builder, staging, prefix, &records)?;
         let layer = builder.build_in_store(store)?;
-        table.put(
-            &key,
-            &json!({
-                "digest": layer.digest().to_string(),
-                "size": layer.size(),
-                "mediaType": layer.media_type(),
-                "diff_id": layer.diff_id().to_string(),
-                "packages": packages,
-            }),
-        )?;
+        let mut record = json!({
+            "digest": layer.digest().to_string(),
+            "size": layer.size(),
+            "mediaType": layer.media_type(),
+            "diff_id": layer.diff_id().to_string(),
+            "packages": packages,
+        });
+        if let Some(pr) = prefix_record {
+            record["prefix_record"] = pr;
+        }
+        table.put(&key, &record)?;
         out.push(EnvLayer {
             layer,
             packages,

@@ -37,6 +37,8 @@ pub struct BuildOptions {
     pub sbom: Option<PathBuf>,
     /// Install exactly the lock beside the spec, without solving.
     pub locked: bool,
+    /// Draw the installer's progress bars on stderr (for a terminal).
+    pub progress_bars: bool,
 }
 
 /// What a build made.
@@ -187,12 +189,32 @@ pub fn build(dy: &Dockyard, spec: &Spec, opts: &BuildOptions) -> Result<Built> {
             source: e,
         })?;
     dockyard_image::atomic::register_temp(staging.path());
+    let store = dy.store()?;
+    // Held from here: no prune may drop a cached layer this build takes.
+    let _hold = store.writer_lock()?;
+    let room = spec
+        .max_layers()
+        .saturating_sub(base.layers().len() + 1)
+        .max(1);
+    // One layer per package: the packages whose layers are cached are not
+    // installed again (their records go into conda-meta first).
+    if spec.image.layering == spec::Layering::PerPackage && records.len() <= room {
+        let skipped = layers::preinstall_cached(
+            &store,
+            staging.path(),
+            &prefix,
+            &records,
+            spec.image.layering,
+        )?;
+        tracing::debug!("{skipped} packages taken from the build cache without installing");
+    }
     let installed = dy.block_on(environment::install(
         records.clone(),
         staging.path(),
         &prefix,
         subdir,
         &cache,
+        opts.progress_bars,
     ))??;
     let post_link: Vec<String> = installed
         .iter()
@@ -208,12 +230,6 @@ pub fn build(dy: &Dockyard, spec: &Spec, opts: &BuildOptions) -> Result<Built> {
     }
 
     let ordered = layers::stacking_order(&installed);
-    let store = dy.store()?;
-    let _hold = store.writer_lock()?;
-    let room = spec
-        .max_layers()
-        .saturating_sub(base.layers().len() + 1)
-        .max(1);
     let groups = layers::group_packages(&ordered, spec.image.layering, room);
     let env_layers = layers::package_layers(
         &store,
