@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Conda build benchmark: a generated channel of 50 packages (0.5–4 MB each,
-# ~110 MB, partly compressible; crates/dockyard-testsupport/examples/
+# ~94 MB, partly compressible; crates/dockyard-testsupport/examples/
 # write_bench_channel.rs), built one layer per package and pushed to a
 # local docker-registry. Three runs, medians:
 #   cold      fresh cache, empty repository: solve, install, layer, push
@@ -94,7 +94,7 @@ median() { sort -n | sed -n 2p; }
 col() { awk -v c="$2" '{print $c}' "$run/$1" | median; }
 cold_s=$(col cold 1)
 echo
-echo "conda build → push, 50 packages (~110 MB), $(nproc) cores, $(date -u +%F); medians of 3"
+echo "conda build → push, 50 packages (~94 MB), $(nproc) cores, $(date -u +%F); medians of 3"
 echo
 echo "| case | time | peak RSS | layers made / reused | blobs uploaded | bytes uploaded | time / cold |"
 echo "|---|---|---|---|---|---|---|"

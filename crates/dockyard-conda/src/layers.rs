@@ -148,10 +148,13 @@ pub fn preinstall_cached(
             path: meta.clone(),
             source: e,
         })?;
+        // Written plainly: the staging prefix is thrown away after the
+        // build, so nothing here is worth an fsync.
         let path = meta.join(record.file_name());
-        record
-            .write_to_path(&path, true)
-            .map_err(|e| Error::Io { path, source: e })?;
+        let bytes = serde_json::to_vec_pretty(&record).map_err(|e| Error::Install {
+            reason: format!("conda-meta record {}: {e}", path.display()),
+        })?;
+        std::fs::write(&path, bytes).map_err(|e| Error::Io { path, source: e })?;
         n += 1;
     }
     Ok(n)

@@ -1,5 +1,5 @@
 //! Write the conda benchmark channel: 50 `linux-64` `.conda` packages
-//! `benchNN 1.0` of realistic sizes (0.5–4 MB each, ~110 MB in all, half
+//! `benchNN 1.0` of realistic sizes (0.5–4 MB each, ~94 MB in all, half
 //! pseudo-random and half text so they compress partly), each depending on
 //! the one before it in a tree, plus `bench25 1.1` — the one-package change
 //! `bench/conda.sh` rebuilds with.
