@@ -430,3 +430,54 @@ fn ctrl_c_ends_the_command_under_every_runtime_present() {
         assert!(!status.success(), "{rt}: {status:?}");
     }
 }
+
+#[test]
+fn an_image_for_another_platform_is_refused_before_anything_runs() {
+    let Some(fx) = Fx::new() else { return };
+    if runtimes().is_empty() {
+        return;
+    }
+    let host = dockyard::Platform::host();
+    let other = if host.architecture == "arm64" {
+        "linux/amd64"
+    } else {
+        "linux/arm64"
+    };
+    let qemu = if other == "linux/arm64" {
+        "qemu-aarch64"
+    } else {
+        "qemu-x86_64"
+    };
+    if std::path::Path::new("/proc/sys/fs/binfmt_misc")
+        .join(qemu)
+        .exists()
+    {
+        eprintln!("SKIP: {qemu} is registered in binfmt_misc: {other} images run here");
+        return;
+    }
+    let files = fx.path("files");
+    std::fs::create_dir(&files).unwrap();
+    std::fs::write(files.join("f"), "x").unwrap();
+    fx.ok(&[
+        "mutate",
+        "scratch",
+        "docker-archive:foreign.tar",
+        "--platform",
+        other,
+        "--add",
+        &format!("{}:/", files.display()),
+        "--cmd",
+        r#"["/bin/true"]"#,
+    ]);
+    let out = fx.run(&["run", "--platform", other, "docker-archive:foreign.tar"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(other) && err.contains(&host.to_string()),
+        "{err}"
+    );
+    assert!(
+        !fx.path("cache").join("rootfs").exists(),
+        "nothing was unpacked"
+    );
+}

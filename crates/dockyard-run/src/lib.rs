@@ -6,7 +6,7 @@ pub mod run;
 
 pub use export::{export_rootfs, export_rootfs_with, ExportOptions};
 pub use run::{
-    foreground_child, interrupt_foreground, pick_runtime, prepare_rootfs, process_for,
-    prune_rootfs_cache, run_command, run_in_rootfs, Mount, Network, Process, RunError, RunOptions,
-    RunOutput, Runtime,
+    check_platform, foreground_child, interrupt_foreground, pick_runtime, prepare_rootfs,
+    process_for, prune_rootfs_cache, run_command, run_in_rootfs, Mount, Network, Process, RunError,
+    RunOptions, RunOutput, Runtime,
 };

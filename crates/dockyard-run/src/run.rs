@@ -185,6 +185,13 @@ pub enum RunError {
     #[error("cannot start {program}: {source}")]
     Spawn { program: String, source: io::Error },
 
+    #[error("{image} is for {platform}; this machine runs {host} and has no emulator registered for it (binfmt_misc): pick the image for {host} with --platform, or use --docker on a daemon that emulates")]
+    ForeignPlatform {
+        image: String,
+        platform: String,
+        host: String,
+    },
+
     #[error("docker: {step} failed: {message}")]
     Docker { step: &'static str, message: String },
 }
@@ -400,6 +407,41 @@ fn resolve_user(rootfs: &Path, spec: &str) -> Result<User, RunError> {
 fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
+}
+
+/// Refuse an image this machine cannot execute: another OS or
+/// architecture, unless binfmt_misc has an emulator (`qemu-ARCH`) for it.
+pub fn check_platform(image: &Image, what: &str) -> Result<(), RunError> {
+    let host = dockyard_image::Platform::host();
+    let platform = image.platform();
+    if host.matches(&platform) {
+        return Ok(());
+    }
+    let qemu_arch = match platform.architecture.as_str() {
+        "amd64" => "x86_64",
+        "arm64" => "aarch64",
+        "arm" => "arm",
+        "386" => "i386",
+        "ppc64le" => "ppc64le",
+        "s390x" => "s390x",
+        "riscv64" => "riscv64",
+        other => other,
+    };
+    let emulated = platform.os == host.os
+        && fs::read_dir("/proc/sys/fs/binfmt_misc")
+            .map(|d| {
+                d.flatten()
+                    .any(|e| e.file_name().to_string_lossy() == format!("qemu-{qemu_arch}"))
+            })
+            .unwrap_or(false);
+    if emulated {
+        return Ok(());
+    }
+    Err(RunError::ForeignPlatform {
+        image: what.to_string(),
+        platform: platform.to_string(),
+        host: host.to_string(),
+    })
 }
 
 /// The cache directory of an image's rootfs under `store_root`.

@@ -26,6 +26,10 @@ impl Dockyard {
     /// runtime `opts.runtime` names (or the first one present).
     pub fn run_image(&self, image: Image, what: &str, opts: &RunOptions) -> Result<RunOutput> {
         let runtime = dockyard_run::pick_runtime(opts.runtime)?;
+        // Before any layer is fetched: binaries of another platform cannot run here.
+        if runtime != Runtime::Docker {
+            dockyard_run::check_platform(&image, what)?;
+        }
         let (local, _hold) = self.fetch_remote_blobs(Manifest::Image(image))?;
         let image = local.into_image(what, None)?;
         if runtime == Runtime::Docker {
