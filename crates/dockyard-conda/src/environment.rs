@@ -134,6 +134,24 @@ pub(crate) fn describe(e: &dyn std::error::Error) -> String {
     s
 }
 
+/// Packages extracted at once. rattler extracts each package in a
+/// blocking task, and each holds a zstd window (up to 8 MB for conda's
+/// level 19, up to the package's size): the blocking pool's size bounds
+/// the memory an install takes, whatever the number of packages.
+const EXTRACTIONS_AT_ONCE: usize = 4;
+
+/// The runtime installs run on: its blocking pool is `EXTRACTIONS_AT_ONCE`.
+pub fn install_runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(EXTRACTIONS_AT_ONCE)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Install {
+            reason: format!("cannot start the install runtime: {e}"),
+        })
+}
+
 /// Install `records` into `staging` as an environment that will live at
 /// `prefix`: text and binary placeholders are rewritten to `prefix`,
 /// never to the staging path. Link scripts are not run.

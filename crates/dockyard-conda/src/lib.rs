@@ -208,14 +208,14 @@ pub fn build(dy: &Dockyard, spec: &Spec, opts: &BuildOptions) -> Result<Built> {
         )?;
         tracing::debug!("{skipped} packages taken from the build cache without installing");
     }
-    let installed = dy.block_on(environment::install(
+    let installed = environment::install_runtime()?.block_on(environment::install(
         records.clone(),
         staging.path(),
         &prefix,
         subdir,
         &cache,
         opts.progress_bars,
-    ))??;
+    ))?;
     let post_link: Vec<String> = installed
         .iter()
         .filter(|r| {
