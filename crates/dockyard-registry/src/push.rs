@@ -2,6 +2,7 @@
 //! another repository of the same registry are mounted, the rest uploaded
 //! (monolithic when small, PATCH chunks when large), then the manifest.
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -28,6 +29,9 @@ pub struct PushOptions {
     /// How layers that exist only uncompressed are compressed.
     pub compression: Compression,
 }
+
+/// HEAD requests in flight when asking which layers a repository has.
+const EXISTENCE_CHECKS_AT_ONCE: usize = 32;
 
 impl Default for PushOptions {
     fn default() -> Self {
@@ -335,9 +339,26 @@ impl Registry {
         store: &Store,
         meter: &UploadMeter,
     ) -> Result<BlobOutcome> {
+        self.push_blob_checked(repo, digest, size, source, store, meter, false)
+            .await
+    }
+
+    /// `push_blob`; with `known_absent` the repository was just asked and
+    /// has no such blob, so it is not asked again.
+    #[allow(clippy::too_many_arguments)]
+    async fn push_blob_checked(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        size: u64,
+        source: &BlobSource,
+        store: &Store,
+        meter: &UploadMeter,
+        known_absent: bool,
+    ) -> Result<BlobOutcome> {
         let progress = &meter.progress;
         let scope = Scope::push(repo);
-        if self.has_blob(repo, digest, &scope).await? {
+        if !known_absent && self.has_blob(repo, digest, &scope).await? {
             return Ok(BlobOutcome::Existing);
         }
         let what = format!("upload of blob {digest} to {repo}");
@@ -752,11 +773,33 @@ impl Registry {
             bytes: Arc::clone(&bytes),
         };
         let compressing = tokio::sync::Semaphore::new(1);
+        // Which layers the repository already has, asked all at once: a
+        // rebuild of a many-layer image (one layer per conda package) then
+        // waits for one round of HEADs, not one per `parallel` layers.
+        let scope = Scope::push(&repo);
+        let present: HashSet<Digest> = stream::iter(
+            image
+                .layers()
+                .iter()
+                .filter(|l| !(compress && held_uncompressed(l)))
+                .map(|l| l.digest().clone()),
+        )
+        .map(|d| {
+            let (repo, scope) = (&repo, &scope);
+            async move { Ok::<_, RegistryError>((self.has_blob(repo, &d, scope).await?, d)) }
+        })
+        .buffer_unordered(EXISTENCE_CHECKS_AT_ONCE)
+        .try_filter_map(|(has, d)| async move { Ok(has.then_some(d)) })
+        .try_collect()
+        .await?;
+        let present = &present;
         let layers: Vec<Layer> = stream::iter(image.layers().iter().cloned().map(|l| {
             let counters = Arc::clone(&counters);
             let (repo, meter, compressing) = (repo.clone(), &meter, &compressing);
             async move {
-                let (l, o) = if compress && held_uncompressed(&l) {
+                let (l, o) = if present.contains(l.digest()) {
+                    (l, BlobOutcome::Existing)
+                } else if compress && held_uncompressed(&l) {
                     self.push_compressing(
                         &repo,
                         l,
@@ -769,7 +812,15 @@ impl Registry {
                     .await?
                 } else {
                     let o = self
-                        .push_blob(&repo, l.digest(), l.size(), l.source(), store, meter)
+                        .push_blob_checked(
+                            &repo,
+                            l.digest(),
+                            l.size(),
+                            l.source(),
+                            store,
+                            meter,
+                            true,
+                        )
                         .await?;
                     (l, o)
                 };
