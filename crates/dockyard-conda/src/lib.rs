@@ -198,8 +198,9 @@ pub fn build(dy: &Dockyard, spec: &Spec, opts: &BuildOptions) -> Result<Built> {
         .max(1);
     // One layer per package: the packages whose layers are cached are not
     // installed again (their records go into conda-meta first).
+    let mut skipped = 0;
     if spec.image.layering == spec::Layering::PerPackage && records.len() <= room {
-        let skipped = layers::preinstall_cached(
+        skipped = layers::preinstall_cached(
             &store,
             staging.path(),
             &prefix,
@@ -208,14 +209,24 @@ pub fn build(dy: &Dockyard, spec: &Spec, opts: &BuildOptions) -> Result<Built> {
         )?;
         tracing::debug!("{skipped} packages taken from the build cache without installing");
     }
-    let installed = environment::install_runtime()?.block_on(environment::install(
-        records.clone(),
-        staging.path(),
-        &prefix,
-        subdir,
-        &cache,
-        opts.progress_bars,
-    ))?;
+    // With every package cached there is nothing to install: the prefix is
+    // made as the installer makes one (conda-meta/history, CACHEDIR.TAG).
+    let installed = if skipped == records.len() && !records.is_empty() {
+        rattler_conda_types::prefix::Prefix::create(staging.path()).map_err(|e| Error::Io {
+            path: staging.path().to_path_buf(),
+            source: e,
+        })?;
+        environment::read_prefix_records(staging.path())?
+    } else {
+        environment::install_runtime()?.block_on(environment::install(
+            records.clone(),
+            staging.path(),
+            &prefix,
+            subdir,
+            &cache,
+            opts.progress_bars,
+        ))?
+    };
     let post_link: Vec<String> = installed
         .iter()
         .filter(|r| {
