@@ -47,6 +47,7 @@ class RealRegistry:
             if m:
                 self.port = int(m.group(1))
             elif time.time() > deadline or self.proc.poll() is not None:
+                self.proc.kill()
                 raise RuntimeError("docker-registry did not start: " + self.errors.read_text())
             else:
                 time.sleep(0.05)
