@@ -156,7 +156,7 @@ pub fn build(dy: &Dockyard, spec: &Spec, opts: &BuildOptions) -> Result<Built> {
     let virtual_names = match spec.image.virtual_packages.clone() {
         Some(names) => names,
         None => {
-            let libc = libc::detect(&base);
+            let libc = libc::detect_cached(&base, &dy.store()?);
             tracing::debug!("C library of the base: {libc:?}");
             libc::virtual_packages_for(spec::default_virtual_packages(subdir), libc.as_ref())
         }

@@ -6,7 +6,12 @@
 
 use std::io::Read;
 
-use dockyard::Image;
+use dockyard::{Digest, Image, Store};
+use serde_json::{json, Value};
+
+/// The store's side table of what `detect` found, by the base's layers:
+/// a rebuild on the same base reads none of its layers again.
+const DETECTED_TABLE: &str = "conda-base-libc";
 
 /// What a base image's C library is.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -59,6 +64,36 @@ fn is_lib_dir(path: &str) -> bool {
         || path.starts_with("lib64/")
         || path.starts_with("usr/lib/")
         || path.starts_with("usr/lib64/")
+}
+
+/// `detect`, remembered in `store` by the base's diff_ids.
+pub fn detect_cached(base: &Image, store: &Store) -> Option<BaseLibc> {
+    if base.has_remote_layers() {
+        return None;
+    }
+    let ids: String = base
+        .layers()
+        .iter()
+        .map(|l| format!("{}\n", l.diff_id()))
+        .collect();
+    let key = Digest::sha256_of(ids.as_bytes()).hex().to_string();
+    let table = store.side_table(DETECTED_TABLE);
+    if let Ok(Some(v)) = table.get(&key) {
+        return match (v["libc"].as_str(), v["version"].as_str()) {
+            (Some("glibc"), Some(version)) => Some(BaseLibc::Glibc(version.to_string())),
+            (Some("musl"), _) => Some(BaseLibc::Musl),
+            _ => None,
+        };
+    }
+    let found = detect(base);
+    let record: Value = match &found {
+        Some(BaseLibc::Glibc(version)) => json!({"libc": "glibc", "version": version}),
+        Some(BaseLibc::Musl) => json!({"libc": "musl"}),
+        None => json!({"libc": "none"}),
+    };
+    // A memo that cannot be written is only a slower next build.
+    let _ = table.put(&key, &record);
+    found
 }
 
 /// The C library the base's layers hold, if they say; `None` for a base
