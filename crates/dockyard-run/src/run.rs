@@ -482,7 +482,9 @@ pub fn prepare_rootfs(
         &key[..16]
     ));
     let _ = fs::remove_dir_all(&staging);
-    dockyard_run_export(image, &staging, progress)?;
+    // setuid bits are kept: the tree is run, and its files belong to the runner.
+    let opts = crate::ExportOptions { keep_setuid: true };
+    crate::export_rootfs_with(image, &staging, &opts, progress)?;
     dockyard_image::atomic::register_temp(&staging);
     let finish = || -> Result<(), RunError> {
         for (d, mode) in [
@@ -534,16 +536,6 @@ pub fn prepare_rootfs(
             Err(e)
         }
     }
-}
-
-fn dockyard_run_export(
-    image: &Image,
-    dest: &Path,
-    progress: &dyn Progress,
-) -> Result<(), RunError> {
-    let opts = crate::ExportOptions { keep_setuid: true };
-    crate::export_rootfs_with(image, dest, &opts, progress)?;
-    Ok(())
 }
 
 /// `mkdir -p` of an image path inside `root`, never through a symlink or
@@ -1018,6 +1010,49 @@ fn cstr(s: &str) -> Result<CString, RunError> {
     })
 }
 
+/// mount(2); `None` passes NULL. Called in the forked child: no allocation.
+fn sys_mount(
+    source: Option<&std::ffi::CStr>,
+    target: &std::ffi::CStr,
+    fstype: Option<&std::ffi::CStr>,
+    flags: libc::c_ulong,
+    data: Option<&std::ffi::CStr>,
+) -> io::Result<()> {
+    let ptr = |s: Option<&std::ffi::CStr>| s.map_or(std::ptr::null(), |s| s.as_ptr());
+    // SAFETY: every pointer is NULL or a NUL-terminated string that outlives the call.
+    check(unsafe {
+        libc::mount(
+            ptr(source),
+            target.as_ptr(),
+            ptr(fstype),
+            flags,
+            ptr(data) as *const libc::c_void,
+        )
+    })
+}
+
+/// A recursive bind mount of `source` on `target`.
+fn bind(source: &std::ffi::CStr, target: &std::ffi::CStr) -> io::Result<()> {
+    sys_mount(
+        Some(source),
+        target,
+        None,
+        libc::MS_BIND | libc::MS_REC,
+        None,
+    )
+}
+
+/// Make the bind mount at `target` read-only.
+fn remount_read_only(target: &std::ffi::CStr) -> io::Result<()> {
+    sys_mount(
+        None,
+        target,
+        None,
+        libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY,
+        None,
+    )
+}
+
 fn check(r: libc::c_int) -> io::Result<()> {
     if r == 0 {
         Ok(())
@@ -1070,68 +1105,31 @@ fn chroot_command(
     // makes system calls on memory prepared above (no allocation).
     unsafe {
         c.pre_exec(move || {
-            let null = std::ptr::null::<libc::c_char>();
             check(libc::unshare(flags))?;
-            check(libc::mount(
-                null,
-                c"/".as_ptr(),
-                null,
-                libc::MS_REC | libc::MS_PRIVATE,
-                std::ptr::null(),
-            ))?;
-            check(libc::mount(
-                root.as_ptr(),
-                root.as_ptr(),
-                null,
-                libc::MS_BIND | libc::MS_REC,
-                std::ptr::null(),
-            ))?;
-            check(libc::mount(
-                proc_t.as_ptr(),
-                proc_dir.as_ptr(),
-                proc_t.as_ptr(),
+            sys_mount(None, c"/", None, libc::MS_REC | libc::MS_PRIVATE, None)?;
+            bind(&root, &root)?;
+            sys_mount(
+                Some(&proc_t),
+                &proc_dir,
+                Some(&proc_t),
                 libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-                std::ptr::null(),
-            ))?;
-            check(libc::mount(
-                host_dev.as_ptr(),
-                dev_dir.as_ptr(),
-                null,
-                libc::MS_BIND | libc::MS_REC,
-                std::ptr::null(),
-            ))?;
-            check(libc::mount(
-                tmpfs_t.as_ptr(),
-                tmp_dir.as_ptr(),
-                tmpfs_t.as_ptr(),
+                None,
+            )?;
+            bind(&host_dev, &dev_dir)?;
+            sys_mount(
+                Some(&tmpfs_t),
+                &tmp_dir,
+                Some(&tmpfs_t),
                 libc::MS_NOSUID | libc::MS_NODEV,
-                tmp_opts.as_ptr() as *const libc::c_void,
-            ))?;
+                Some(&tmp_opts),
+            )?;
             for (src, dst, ro) in &binds {
-                check(libc::mount(
-                    src.as_ptr(),
-                    dst.as_ptr(),
-                    null,
-                    libc::MS_BIND | libc::MS_REC,
-                    std::ptr::null(),
-                ))?;
+                bind(src, dst)?;
                 if *ro {
-                    check(libc::mount(
-                        null,
-                        dst.as_ptr(),
-                        null,
-                        libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY,
-                        std::ptr::null(),
-                    ))?;
+                    remount_read_only(dst)?;
                 }
             }
-            check(libc::mount(
-                null,
-                root.as_ptr(),
-                null,
-                libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY,
-                std::ptr::null(),
-            ))?;
+            remount_read_only(&root)?;
             check(libc::sethostname(
                 hostname.as_ptr() as *const libc::c_char,
                 hostname.len(),
