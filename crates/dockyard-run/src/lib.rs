@@ -7,6 +7,6 @@ pub mod run;
 pub use export::{export_rootfs, export_rootfs_with, ExportOptions};
 pub use run::{
     check_platform, foreground_child, interrupt_foreground, pick_runtime, prepare_rootfs,
-    process_for, prune_rootfs_cache, run_command, run_in_rootfs, Mount, Network, Process, RunError,
-    RunOptions, RunOutput, Runtime,
+    process_for, prune_rootfs_cache, resolve_mounts, run_command, run_in_rootfs, Mount, Network,
+    Process, RunError, RunOptions, RunOutput, Runtime,
 };

@@ -677,7 +677,9 @@ pub fn pick_runtime(wanted: Runtime) -> Result<Runtime, RunError> {
     }
 }
 
-fn check_mounts(mounts: &[Mount]) -> Result<Vec<(PathBuf, &Mount)>, RunError> {
+/// Each mount with its host path made absolute (symlinks resolved); a
+/// host path that does not exist is an error naming it.
+pub fn resolve_mounts(mounts: &[Mount]) -> Result<Vec<(PathBuf, &Mount)>, RunError> {
     mounts
         .iter()
         .map(|m| {
@@ -745,7 +747,7 @@ pub fn run_in_rootfs(
     opts: &RunOptions,
     runtime: Runtime,
 ) -> Result<RunOutput, RunError> {
-    let mounts = check_mounts(&opts.mounts)?;
+    let mounts = resolve_mounts(&opts.mounts)?;
     for (_, m) in &mounts {
         // Mount points must exist in the read-only tree: made in the cache
         // (an empty directory or file is invisible to the image's users).

@@ -88,11 +88,7 @@ impl Dockyard {
         if let Some(u) = &opts.user {
             c.arg("-u").arg(u);
         }
-        for m in &opts.mounts {
-            let host = std::fs::canonicalize(&m.host).map_err(|e| RunError::Mount {
-                host: m.host.clone(),
-                reason: e.to_string(),
-            })?;
+        for (host, m) in dockyard_run::resolve_mounts(&opts.mounts)? {
             let ro = if m.read_only { ":ro" } else { "" };
             c.arg("-v")
                 .arg(format!("{}:{}{ro}", host.display(), m.target));
