@@ -414,6 +414,65 @@ fn the_same_spec_and_lock_give_the_same_digest_with_fresh_caches_and_other_clock
 }
 
 #[test]
+fn a_moved_checkout_builds_the_same_digest_from_its_lock_and_cache() {
+    let Some(fx) = Fx::new() else { return };
+    let spec = fx.spec("env.yml", SPEC);
+    let first = digest_of(&fx.ok(&["build", &spec, "--oci", "out"]));
+    let lock = read(&fx.path("env.lock"));
+    let here = fx.tmp.path().to_string_lossy().to_string();
+    assert!(lock.contains("conda: ./channel/"), "{lock}");
+    assert!(!lock.contains(&here), "the lock names no host path: {lock}");
+
+    // The checkout moves: the old channel path is gone.
+    let moved = fx.path("elsewhere/project");
+    std::fs::create_dir_all(&moved).unwrap();
+    std::fs::rename(fx.path("channel"), moved.join("channel")).unwrap();
+    for f in ["busybox.tar", "env.yml", "env.lock"] {
+        std::fs::copy(fx.path(f), moved.join(f)).unwrap();
+    }
+    let spec = "elsewhere/project/env.yml";
+    // With the build cache the old place filled, and with a fresh one.
+    let warm = fx.ok(&[
+        "build",
+        spec,
+        "--locked",
+        "--oci",
+        "out-warm",
+        "--sbom",
+        "sbom.json",
+    ]);
+    assert_eq!(digest_of(&warm), first, "the lock read from its new place");
+    let out = fx
+        .cmd_with_cache("fresh-cache")
+        .args(["build", spec, "--locked", "--oci", "out-fresh"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        digest_of(&out),
+        first,
+        "fetched through the lock's relative paths"
+    );
+    // Solving again there writes the same lock.
+    let solved = fx.ok(&["build", spec, "--oci", "out-solved"]);
+    assert_eq!(digest_of(&solved), first);
+    assert_eq!(read(&moved.join("env.lock")), lock);
+
+    // Inside the image the channel is named by its path from the spec.
+    let sbom: Value = serde_json::from_str(&read(&fx.path("sbom.json"))).unwrap();
+    let locations: Vec<&str> = sbom["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["downloadLocation"].as_str().unwrap())
+        .collect();
+    assert!(!locations.is_empty());
+    for l in &locations {
+        assert!(l.starts_with("file:///channel/"), "{l}");
+    }
+}
+
+#[test]
 fn bad_specs_unsolvable_requests_dead_channels_and_stale_locks_are_clear_errors() {
     let Some(fx) = Fx::new() else { return };
     let fails = |args: &[&str], needles: &[&str]| {

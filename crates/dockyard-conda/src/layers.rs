@@ -13,6 +13,7 @@ use rattler_conda_types::{PackageRecord, PrefixRecord, RepoDataRecord};
 use serde_json::{json, Value};
 
 use crate::error::{Error, Result};
+use crate::recorded::ChannelRecording;
 use crate::spec::Layering;
 
 /// Changes whenever the bytes of a package layer would change for the same
@@ -105,9 +106,11 @@ fn cache_key(records: &[&PackageRecord], prefix: &str, layering: Layering) -> Re
 }
 
 /// A conda-meta record as the build cache keeps it: without the paths of
-/// the package cache it was installed from.
-fn cacheable_prefix_record(record: &PrefixRecord) -> Option<Value> {
+/// the package cache it was installed from, its channel as the image names
+/// it (so a moved checkout still finds it).
+fn cacheable_prefix_record(record: &PrefixRecord, recording: &ChannelRecording) -> Option<Value> {
     let mut r = record.clone();
+    r.repodata_record = recording.image_record(&record.repodata_record);
     r.package_tarball_full_path = None;
     r.extracted_package_dir = None;
     serde_json::to_value(&r).ok()
@@ -123,6 +126,7 @@ pub fn preinstall_cached(
     staging: &Path,
     prefix: &str,
     records: &[RepoDataRecord],
+    recording: &ChannelRecording,
     layering: Layering,
 ) -> Result<usize> {
     let table = store.side_table(BUILD_CACHE_TABLE);
@@ -134,16 +138,19 @@ pub fn preinstall_cached(
         if cached_layer(store, &cached)?.is_none() {
             continue;
         }
-        let Some(record) = cached
+        let Some(mut record) = cached
             .as_ref()
             .and_then(|v| v.get("prefix_record"))
             .and_then(|v| serde_json::from_value::<PrefixRecord>(v.clone()).ok())
         else {
             continue;
         };
-        if record.repodata_record != *r {
+        // The same package from the same channel, wherever the channel sits
+        // on this machine now; the record then names where it sits now.
+        if record.repodata_record != recording.image_record(r) {
             continue;
         }
+        record.repodata_record = r.clone();
         std::fs::create_dir_all(&meta).map_err(|e| Error::Io {
             path: meta.clone(),
             source: e,
@@ -184,6 +191,7 @@ pub fn package_layers(
     prefix: &str,
     ordered: &[PrefixRecord],
     groups: &[Vec<usize>],
+    recording: &ChannelRecording,
     layering: Layering,
 ) -> Result<Vec<EnvLayer>> {
     let table = store.side_table(BUILD_CACHE_TABLE);
@@ -202,13 +210,13 @@ pub fn package_layers(
         // A layer of one package also keeps its conda-meta record, so a
         // rebuild need not install it again (see `preinstall_cached`).
         let prefix_record = match records.as_slice() {
-            [one] => cacheable_prefix_record(one),
+            [one] => cacheable_prefix_record(one, recording),
             _ => None,
         };
         let cached = table.get(&key)?;
         if let Some(layer) = cached_layer(store, &cached)? {
             if let (Some(mut v), Some(pr)) = (cached, prefix_record) {
-                if v.get("prefix_record").is_none() {
+                if v.get("prefix_record") != Some(&pr) {
                     v["prefix_record"] = pr;
                     table.put(&key, &v)?;
                 }
@@ -276,8 +284,9 @@ fn cached_layer(store: &Store, record: &Option<Value>) -> Result<Option<Layer>> 
 
 /// A conda-meta record as the image keeps it: without the paths of the
 /// machine that built it (the package cache, the staging directory).
-pub fn image_prefix_record(record: &PrefixRecord) -> Result<Vec<u8>> {
+pub fn image_prefix_record(record: &PrefixRecord, recording: &ChannelRecording) -> Result<Vec<u8>> {
     let mut r = record.clone();
+    r.repodata_record = recording.image_record(&record.repodata_record);
     r.package_tarball_full_path = None;
     r.extracted_package_dir = None;
     r.link = None;
@@ -342,17 +351,33 @@ pub fn unowned_files(staging: &Path, records: &[PrefixRecord]) -> Result<Vec<Pat
     Ok(out)
 }
 
+/// What the top layer holds besides the installer's own files.
+pub struct TopLayerContents<'a> {
+    /// The installed packages (their conda-meta records).
+    pub records: &'a [PrefixRecord],
+    /// How those records name their channels in the image.
+    pub recording: &'a ChannelRecording,
+    /// In-memory files by image path (the SBOM).
+    pub extra: &'a BTreeMap<String, Vec<u8>>,
+    /// The spec's files: host path, image path.
+    pub host_files: &'a [(PathBuf, String)],
+}
+
 /// The top layer: conda-meta (records without host paths), what else the
 /// installer wrote, `extra` in-memory files (SBOM) and the spec's files.
 pub fn top_layer(
     store: &Store,
     staging: &Path,
     prefix: &str,
-    records: &[PrefixRecord],
-    extra: &BTreeMap<String, Vec<u8>>,
-    host_files: &[(PathBuf, String)],
+    contents: &TopLayerContents,
     mtime: u64,
 ) -> Result<Layer> {
+    let TopLayerContents {
+        records,
+        recording,
+        extra,
+        host_files,
+    } = *contents;
     let mut builder = LayerBuilder::new(LayerOptions {
         mtime,
         keep_owner: false,
@@ -366,7 +391,7 @@ pub fn top_layer(
         let is_meta = rel.parent() == Some(Path::new("conda-meta"));
         match name.as_ref().and_then(|n| by_meta_name.get(n)) {
             Some(record) if is_meta => {
-                builder.add_contents(&dest, image_prefix_record(record)?, 0o644)?;
+                builder.add_contents(&dest, image_prefix_record(record, recording)?, 0o644)?;
             }
             _ => {
                 builder.add_path(&staging.join(&rel), &dest)?;

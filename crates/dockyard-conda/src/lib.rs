@@ -9,6 +9,7 @@ pub mod error;
 pub mod layers;
 pub mod libc;
 pub mod lock;
+pub mod recorded;
 pub mod sbom;
 pub mod spec;
 
@@ -164,8 +165,9 @@ pub fn build(dy: &Dockyard, spec: &Spec, opts: &BuildOptions) -> Result<Built> {
     let virtual_packages = environment::virtual_packages(&virtual_names)?;
     // A spec given on the command line has no folder to keep a lock in.
     let lock_path = spec.path.is_file().then(|| lock::lock_path(spec));
+    let recording = recorded::ChannelRecording::for_spec(spec, &environment::channels(spec)?)?;
     let records = if opts.locked {
-        lock::locked_records(spec, subdir)?
+        lock::locked_records(spec, &recording, subdir)?
     } else {
         dy.block_on(environment::solve(
             spec,
@@ -175,7 +177,7 @@ pub fn build(dy: &Dockyard, spec: &Spec, opts: &BuildOptions) -> Result<Built> {
             opts.offline,
         ))??
     };
-    let lock_text = lock::render(spec, subdir, &virtual_names, &records)?;
+    let lock_text = lock::render(spec, &recording, subdir, &virtual_names, &records)?;
     if let (Some(path), false) = (&lock_path, opts.locked) {
         dockyard_image::atomic::write_atomic(path, lock_text.as_bytes())?;
     }
@@ -205,6 +207,7 @@ pub fn build(dy: &Dockyard, spec: &Spec, opts: &BuildOptions) -> Result<Built> {
             staging.path(),
             &prefix,
             &records,
+            &recording,
             spec.image.layering,
         )?;
         tracing::debug!("{skipped} packages taken from the build cache without installing");
@@ -248,6 +251,7 @@ pub fn build(dy: &Dockyard, spec: &Spec, opts: &BuildOptions) -> Result<Built> {
         &prefix,
         &ordered,
         &groups,
+        &recording,
         spec.image.layering,
     )?;
 
@@ -265,7 +269,9 @@ pub fn build(dy: &Dockyard, spec: &Spec, opts: &BuildOptions) -> Result<Built> {
         spec.sha256.trim_start_matches("sha256:"),
         lock_digest.hex()
     );
-    let sbom = sbom::spdx(&env_name, &identity, &created_text, &records);
+    let image_records: Vec<RepoDataRecord> =
+        records.iter().map(|r| recording.image_record(r)).collect();
+    let sbom = sbom::spdx(&env_name, &identity, &created_text, &image_records);
     let sbom_bytes = serde_json::to_vec_pretty(&sbom)
         .unwrap_or_else(|_| unreachable!("a Value always serialises"));
     let mut extra = BTreeMap::new();
@@ -280,9 +286,12 @@ pub fn build(dy: &Dockyard, spec: &Spec, opts: &BuildOptions) -> Result<Built> {
         &store,
         staging.path(),
         &prefix,
-        &installed,
-        &extra,
-        &host_files,
+        &layers::TopLayerContents {
+            records: &installed,
+            recording: &recording,
+            extra: &extra,
+            host_files: &host_files,
+        },
         created,
     )?;
     let mut new_layers: Vec<(dockyard::Layer, String)> = env_layers

@@ -8,6 +8,7 @@ use rattler_conda_types::{Matches, RepoDataRecord, Subdir};
 use rattler_lock::{CondaPackageData, LockFile, LockFileBuilder, PlatformData, PlatformName};
 
 use crate::error::{Error, Result};
+use crate::recorded::ChannelRecording;
 use crate::spec::Spec;
 
 /// The environment's name in the lock file.
@@ -31,9 +32,11 @@ fn lock_error(path: &Path, reason: impl Into<String>) -> Error {
 }
 
 /// The lock's text for `records` solved for `subdir` from the spec's
-/// channels with `virtual_packages`.
+/// channels with `virtual_packages` (packages of relatively named channels
+/// by their path from the spec's folder).
 pub fn render(
     spec: &Spec,
+    recording: &ChannelRecording,
     subdir: Subdir,
     virtual_packages: &[String],
     records: &[RepoDataRecord],
@@ -57,7 +60,7 @@ pub fn render(
         .with_channels(ENVIRONMENT, spec.channels.iter().map(String::as_str));
     for r in sorted {
         builder
-            .add_conda_package(ENVIRONMENT, &name, CondaPackageData::from(r.clone()))
+            .add_conda_package(ENVIRONMENT, &name, recording.lock_package(r))
             .map_err(|e| lock_error(&path, e.to_string()))?;
     }
     builder
@@ -68,7 +71,11 @@ pub fn render(
 
 /// The packages the lock holds for `subdir`, after checking that every
 /// dependency of the spec is still met by them.
-pub fn locked_records(spec: &Spec, subdir: Subdir) -> Result<Vec<RepoDataRecord>> {
+pub fn locked_records(
+    spec: &Spec,
+    recording: &ChannelRecording,
+    subdir: Subdir,
+) -> Result<Vec<RepoDataRecord>> {
     let path = lock_path(spec);
     if !path.exists() {
         return Err(lock_error(
@@ -89,9 +96,11 @@ pub fn locked_records(spec: &Spec, subdir: Subdir) -> Result<Vec<RepoDataRecord>
             )
         })?;
     let records = env
-        .conda_repodata_records(platform)
-        .map_err(|e| lock_error(&path, e.to_string()))?
-        .ok_or_else(|| lock_error(&path, format!("it holds no packages for {subdir}")))?;
+        .conda_packages(platform)
+        .ok_or_else(|| lock_error(&path, format!("it holds no packages for {subdir}")))?
+        .filter_map(CondaPackageData::as_binary)
+        .map(|data| recording.locked_record(spec, &path, data))
+        .collect::<Result<Vec<RepoDataRecord>>>()?;
     for dep in &spec.dependencies {
         if !records.iter().any(|r| dep.matches(r)) {
             return Err(lock_error(
