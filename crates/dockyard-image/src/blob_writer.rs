@@ -168,6 +168,13 @@ impl BlobWriter {
     /// Check the digest and size, fsync, and make the blob visible. On a
     /// mismatch nothing is kept (the next try starts clean) and the error
     /// names both digests.
+    /// The digest of what was written so far (before `commit`, which
+    /// still checks it, fsyncs and renames: a caller can pass the digest
+    /// on while the fsync runs).
+    pub fn written_digest(&self) -> Digest {
+        self.hasher.clone().finish()
+    }
+
     pub fn commit(mut self) -> Result<(Digest, PathBuf)> {
         self.finished = true;
         let flushed = self

@@ -97,7 +97,7 @@ pub fn compressed_layer(
     let _hold = store.writer_lock()?;
     match remembered_layer(store, layer, compression, docker)? {
         Some(compressed) => Ok(compressed),
-        None => compress_layer(store, layer, compression, docker, None, &Silent),
+        None => compress_layer(store, layer, compression, docker, None, None, &Silent),
     }
 }
 
@@ -126,15 +126,17 @@ fn remembered_layer(
 /// store's writer lock). The source is read once, verified against the
 /// diff_id as it is; the compressed bytes are hashed as they are written
 /// and, with `tee`, also sent there as they come (a streamed upload; if
-/// its receiver goes away the store still gets everything). Progress is
-/// that of the layer read (its size is known; the compressed size is not
-/// until the end).
+/// its receiver goes away the store still gets everything); with
+/// `compressed`, the digest is sent there as soon as the last byte is
+/// written, before the blob's fsync. Progress is that of the layer read
+/// (its size is known; the compressed size is not until the end).
 fn compress_layer(
     store: &Store,
     layer: &Layer,
     compression: Compression,
     docker: bool,
     tee: Option<tokio::sync::mpsc::Sender<bytes::Bytes>>,
+    compressed: Option<tokio::sync::oneshot::Sender<Digest>>,
     progress: &dyn Progress,
 ) -> Result<Layer> {
     let media_type = compression.layer_media_type(docker).to_string();
@@ -153,6 +155,9 @@ fn compress_layer(
         .map_err(|e| unwrap_io(e, &layer.source().path()))?
         .inner;
     reader.finish();
+    if let Some(to) = compressed {
+        let _ = to.send(writer.written_digest());
+    }
     let (digest, dest) = writer.commit()?;
     let size = std::fs::metadata(&dest).map(|m| m.len()).unwrap_or(0);
     store.record_compressed(
@@ -603,27 +608,40 @@ impl Registry {
                 reason: format!("compression queue: {e}"),
             })?;
         let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(16);
+        let (digest_tx, digest_rx) = tokio::sync::oneshot::channel::<Digest>();
         let task = {
             let (layer, progress) = (layer.clone(), Arc::clone(&meter.progress));
             tokio::task::spawn_blocking(move || {
                 let store = Store::open(&root)?;
                 let _hold = store.writer_lock()?;
-                let tee = Some(tx);
-                compress_layer(&store, &layer, compression, docker, tee, progress.as_ref())
+                let (tee, compressed) = (Some(tx), Some(digest_tx));
+                compress_layer(
+                    &store,
+                    &layer,
+                    compression,
+                    docker,
+                    tee,
+                    compressed,
+                    progress.as_ref(),
+                )
             })
         };
         let streamed = self
             .upload_stream(repo, rx, &meter.bytes, layer.digest().short())
             .await;
-        let compressed = task.await.map_err(blocking_err)??;
+        // Compressed: the next layer compresses, and the upload is closed,
+        // while this blob is fsynced into the store (on a slow disk the
+        // fsync of every blob in turn was a third of a push).
+        let digest = digest_rx.await;
         drop(turn);
-        let committed = match streamed {
-            Ok(location) => {
-                self.commit_upload(repo, location, compressed.digest())
-                    .await
-            }
-            Err(e) => Err(e),
+        let committed = match (streamed, &digest) {
+            (Ok(location), Ok(digest)) => self.commit_upload(repo, location, digest).await,
+            (Err(e), _) => Err(e),
+            (Ok(_), Err(_)) => Err(RegistryError::Internal {
+                reason: "the compression stopped before its end".into(),
+            }),
         };
+        let compressed = task.await.map_err(blocking_err)??;
         match committed {
             Ok(()) => Ok((compressed, BlobOutcome::Uploaded)),
             Err(e) => {
