@@ -99,7 +99,7 @@ pub fn locked_records(
         .conda_packages(platform)
         .ok_or_else(|| lock_error(&path, format!("it holds no packages for {subdir}")))?
         .filter_map(CondaPackageData::as_binary)
-        .map(|data| recording.locked_record(spec, &path, data))
+        .map(|data| recording.locked_record(&path, data))
         .collect::<Result<Vec<RepoDataRecord>>>()?;
     for dep in &spec.dependencies {
         if !records.iter().any(|r| dep.matches(r)) {

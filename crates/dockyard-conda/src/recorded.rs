@@ -7,7 +7,7 @@
 //! moved or second checkout builds the same digest. Every other channel
 //! is recorded as it is.
 
-use std::path::{Component, Path};
+use std::path::{Component, Path, PathBuf};
 use std::str::FromStr;
 
 use rattler_conda_types::RepoDataRecord;
@@ -31,6 +31,8 @@ struct RelativeChannel {
 /// The spec's relatively named channels, and how each is recorded.
 #[derive(Clone, Debug, Default)]
 pub struct ChannelRecording {
+    /// The spec's folder, absolute: where the lock's paths start.
+    root: PathBuf,
     relative: Vec<RelativeChannel>,
 }
 
@@ -60,17 +62,14 @@ fn lexical_relative(path: &Path) -> String {
     }
 }
 
-fn with_trailing_slash(mut url: Url) -> Url {
-    if !url.path().ends_with('/') {
-        let path = format!("{}/", url.path());
-        url.set_path(&path);
-    }
-    url
-}
-
 impl ChannelRecording {
     /// The recording of `spec`'s channels (`channels`: the same, parsed).
     pub fn for_spec(spec: &Spec, channels: &[rattler_conda_types::Channel]) -> Result<Self> {
+        let dir = spec.dir();
+        let root = std::path::absolute(&dir).map_err(|e| Error::Io {
+            path: dir.clone(),
+            source: e,
+        })?;
         let mut relative = Vec::new();
         for (written, channel) in spec.channels.iter().zip(channels) {
             let path = Path::new(written);
@@ -88,18 +87,22 @@ impl ChannelRecording {
                 .filter(|p| *p != "." && *p != "..")
                 .collect::<Vec<_>>()
                 .join("/");
-            let image_base =
-                Url::parse(&format!("file:///{inside}")).map_err(|e| Error::Channel {
-                    channel: written.clone(),
-                    reason: format!("cannot be named inside the image: {e}"),
-                })?;
+            let image_base = match inside.as_str() {
+                "" => "file:///".to_string(),
+                path => format!("file:///{path}/"),
+            };
+            let image_base = Url::parse(&image_base).map_err(|e| Error::Channel {
+                channel: written.clone(),
+                reason: format!("cannot be named inside the image: {e}"),
+            })?;
             relative.push(RelativeChannel {
                 lock_path,
-                base: with_trailing_slash(Url::from(channel.base_url.url().clone())),
-                image_base: with_trailing_slash(image_base),
+                // A channel's base URL always ends in a slash.
+                base: Url::from(channel.base_url.url().clone()),
+                image_base,
             });
         }
-        Ok(ChannelRecording { relative })
+        Ok(ChannelRecording { root, relative })
     }
 
     /// The relative channel `url` is in, and the rest of it
@@ -142,7 +145,6 @@ impl ChannelRecording {
     /// as a record to install from.
     pub fn locked_record(
         &self,
-        spec: &Spec,
         lock: &Path,
         data: &rattler_lock::CondaBinaryData,
     ) -> Result<RepoDataRecord> {
@@ -158,17 +160,8 @@ impl ChannelRecording {
             text.strip_prefix(c.lock_path.as_str())
                 .is_some_and(|rest| rest.starts_with('/'))
         });
-        let absolute = if Path::new(text).is_absolute() {
-            Path::new(text).to_path_buf()
-        } else {
-            let dir = spec.dir();
-            std::path::absolute(&dir)
-                .map_err(|e| Error::Io {
-                    path: dir.clone(),
-                    source: e,
-                })?
-                .join(text)
-        };
+        // An absolute path stays itself under join.
+        let absolute = self.root.join(text);
         let url = Url::from_file_path(&absolute).map_err(|()| {
             bad(format!(
                 "package location {text}: not a path a URL can name"
