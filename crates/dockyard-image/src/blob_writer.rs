@@ -26,6 +26,8 @@ pub struct BlobWriter {
     hasher: Hasher,
     written: u64,
     resumed_from: u64,
+    /// Bytes handed to the kernel's writeback so far (see `WRITEBACK_STEP`).
+    writeback_from: u64,
     /// Keep the temp file when dropped uncommitted (a resumable partial).
     keep_partial: bool,
     finished: bool,
@@ -109,6 +111,7 @@ impl BlobWriter {
             hasher,
             written: have,
             resumed_from: have,
+            writeback_from: have,
             keep_partial: true,
             finished: false,
         };
@@ -139,6 +142,7 @@ impl BlobWriter {
             hasher: Hasher::new(Algorithm::Sha256),
             written: 0,
             resumed_from: 0,
+            writeback_from: 0,
             keep_partial: false,
             finished: false,
         })
@@ -162,12 +166,10 @@ impl BlobWriter {
         self.hasher = Hasher::new(self.algorithm);
         self.written = 0;
         self.resumed_from = 0;
+        self.writeback_from = 0;
         Ok(())
     }
 
-    /// Check the digest and size, fsync, and make the blob visible. On a
-    /// mismatch nothing is kept (the next try starts clean) and the error
-    /// names both digests.
     /// The digest of what was written so far (before `commit`, which
     /// still checks it, fsyncs and renames: a caller can pass the digest
     /// on while the fsync runs).
@@ -175,6 +177,16 @@ impl BlobWriter {
         self.hasher.clone().finish()
     }
 
+    /// A second handle on the file being written, for reading what is in
+    /// it while writing goes on (read it positionally: the handles share
+    /// one offset). It stays valid after `commit` renames the file.
+    pub fn read_handle(&self) -> Result<File> {
+        self.file.get_ref().try_clone().at(&self.temp)
+    }
+
+    /// Check the digest and size, fsync, and make the blob visible. On a
+    /// mismatch nothing is kept (the next try starts clean) and the error
+    /// names both digests.
     pub fn commit(mut self) -> Result<(Digest, PathBuf)> {
         self.finished = true;
         let flushed = self
@@ -233,11 +245,44 @@ impl BlobWriter {
     }
 }
 
+/// Every this many bytes the written range is handed to the kernel's
+/// writeback, so the fsync in `commit` finds little left to write: the
+/// fsync of a large blob had been a wait at the end of every pull and push.
+const WRITEBACK_STEP: u64 = 8 << 20;
+
+impl BlobWriter {
+    /// Start (not wait for) writeback of what was written since the last
+    /// call, once there is a step's worth.
+    fn start_writeback(&mut self) -> io::Result<()> {
+        let len = self.written.saturating_sub(self.writeback_from);
+        if len < WRITEBACK_STEP {
+            return Ok(());
+        }
+        self.file.flush()?;
+        #[cfg(target_os = "linux")]
+        {
+            // SAFETY: a descriptor we own, a range inside the file; the call
+            // only schedules writeback. Failure is harmless (commit fsyncs).
+            unsafe {
+                libc::sync_file_range(
+                    self.file.get_ref().as_raw_fd(),
+                    self.writeback_from as libc::off64_t,
+                    len as libc::off64_t,
+                    libc::SYNC_FILE_RANGE_WRITE,
+                );
+            }
+        }
+        self.writeback_from = self.written;
+        Ok(())
+    }
+}
+
 impl Write for BlobWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.file.write(buf)?;
         self.hasher.update(&buf[..n]);
         self.written += n as u64;
+        self.start_writeback()?;
         Ok(n)
     }
     fn flush(&mut self) -> io::Result<()> {

@@ -10,14 +10,14 @@ use crate::media::Compression;
 /// layer compressed here depends on it: the store remembers compressed forms
 /// under it, so a change of format, levels, rule or libdeflate version (bump
 /// this) never reuses forms an older version wrote. 1: pigz-style zlib level
-/// 6; 2: one libdeflate member per 1 MiB block, its level by `block_kind`.
-pub const GZIP_FORMAT: u32 = 2;
-/// libdeflate levels, chosen by the size rule (every layer within 2 % of
-/// what skopeo pushes, at the least time; measured in the README's
-/// performance section): text gains from level 4's lazier matching (level 1
-/// is 7 % over skopeo on source code), everything else compresses about as
-/// well at level 1 in two thirds of level 2's time.
-pub const GZIP_LEVEL_TEXT: i32 = 4;
+/// 6; 2: one libdeflate member per 1 MiB block, level 4 for text-like blocks
+/// and 1 for the rest; 3: as 2, every deflated block at level 1.
+pub const GZIP_FORMAT: u32 = 3;
+/// The libdeflate level of every block that is not stored, chosen by the
+/// size rule (an image's gzip layers within 2 % of the bytes skopeo pushes,
+/// at the least time; measured in the README's performance section): level
+/// 1 is 1.3 % over skopeo on the bench image (7 % on its text layer) and
+/// takes 0.6 of the CPU time level 4 took on text.
 pub const GZIP_LEVEL: i32 = 1;
 pub const ZSTD_LEVEL: i32 = 3;
 
@@ -92,6 +92,26 @@ fn read_block(reader: &mut impl Read, buf: &mut Vec<u8>, len: usize) -> io::Resu
     Ok(())
 }
 
+/// Whether the uncompressed tar `reader` yields looks as if `gzip_blocks`
+/// will store rather than deflate it (random data, compressed files),
+/// judged from its second block (the first opens with tar headers of
+/// directories, which are not the data) or its only one. A guess for
+/// scheduling, never for the bytes: such a layer costs little to compress
+/// and much to upload, so a push starts it first.
+pub fn looks_incompressible(reader: impl Read) -> io::Result<bool> {
+    let mut reader = reader;
+    let mut block = Vec::with_capacity(GZIP_BLOCK);
+    read_block(&mut reader, &mut block, GZIP_BLOCK)?;
+    if block.len() == GZIP_BLOCK {
+        let mut next = Vec::with_capacity(GZIP_BLOCK);
+        read_block(&mut reader, &mut next, GZIP_BLOCK)?;
+        if next.len() == GZIP_BLOCK {
+            block = next;
+        }
+    }
+    Ok(block_kind(&block) == BlockKind::Stored)
+}
+
 /// How a block is compressed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum BlockKind {
@@ -100,11 +120,7 @@ enum BlockKind {
     /// would gain well under 1 % — random data, compressed files — at the
     /// cost of compressing it.
     Stored,
-    /// Its first 64 KiB are text-like: the sum of squared byte counts is
-    /// over 12 times a uniform one's (few distinct bytes, as in text and
-    /// source code).
-    Text,
-    Other,
+    Deflated,
 }
 
 /// The kind of a block, from its first 64 KiB (and, when those are near
@@ -113,9 +129,6 @@ enum BlockKind {
 fn block_kind(block: &[u8]) -> BlockKind {
     let head = &block[..block.len().min(64 << 10)];
     let (squares, n) = (byte_squares(head), head.len() as u64);
-    if squares * 256 > n * n * 12 {
-        return BlockKind::Text;
-    }
     // Far from flat (over twice a uniform sum) settles it without reading on.
     let flat = if head.len() == block.len() {
         squares * 256 * 64 <= n * n * 65
@@ -126,7 +139,7 @@ fn block_kind(block: &[u8]) -> BlockKind {
     if flat {
         BlockKind::Stored
     } else {
-        BlockKind::Other
+        BlockKind::Deflated
     }
 }
 
@@ -158,7 +171,6 @@ fn byte_squares(data: &[u8]) -> u64 {
 /// memory behind in every thread's allocator arena).
 struct BlockCompressor {
     deflate: libdeflater::Compressor,
-    text: libdeflater::Compressor,
     stored: libdeflater::Compressor,
     scratch: Vec<u8>,
 }
@@ -173,7 +185,6 @@ impl BlockCompressor {
         let bound = deflate.deflate_compress_bound(GZIP_BLOCK);
         Ok(BlockCompressor {
             deflate,
-            text: libdeflater::Compressor::new(level(GZIP_LEVEL_TEXT)?),
             stored: libdeflater::Compressor::new(level(0)?),
             scratch: vec![0; bound],
         })
@@ -184,8 +195,7 @@ impl BlockCompressor {
     fn member(&mut self, block: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
         let c = match block_kind(block) {
             BlockKind::Stored => &mut self.stored,
-            BlockKind::Text => &mut self.text,
-            BlockKind::Other => &mut self.deflate,
+            BlockKind::Deflated => &mut self.deflate,
         };
         let n = c
             .deflate_compress(block, &mut self.scratch)
@@ -393,15 +403,15 @@ mod tests {
         assert_eq!(
             (GZIP_FORMAT, gz.len(), sha256(&gz).as_str()),
             (
-                2,
-                2602971,
-                "8229eef9d4c5f298cdff3b3d758bd9ab4b02e6b1f1fae878646cd94c723b611f"
+                3,
+                2602294,
+                "c817995974f285a359b914aadd21a04ab6a981b18c730badb5a6239263d69152"
             )
         );
     }
 
     #[test]
-    fn flat_blocks_are_stored_text_and_the_rest_deflated() {
+    fn flat_blocks_are_stored_and_the_rest_deflated() {
         let random = flat(GZIP_BLOCK);
         assert_eq!(block_kind(&random), BlockKind::Stored);
         let gz = gzip_blocks(&random[..], Vec::new(), 2).unwrap();
@@ -409,12 +419,30 @@ mod tests {
         assert!(gz.len() < GZIP_BLOCK + 200, "{}", gz.len());
         assert_eq!(gunzip(&gz), random);
         let text = sample(GZIP_BLOCK);
-        assert_eq!(block_kind(&text[..70_000]), BlockKind::Text);
-        assert_eq!(block_kind(b"aaaaaaaaaaaaaaaaaaaaaaaa"), BlockKind::Text);
+        assert_eq!(block_kind(&text[..70_000]), BlockKind::Deflated);
+        assert_eq!(block_kind(b"aaaaaaaaaaaaaaaaaaaaaaaa"), BlockKind::Deflated);
         // Random bytes with some text after the first 64 KiB: deflated.
         let mut mixed = flat(GZIP_BLOCK);
         mixed[100_000..200_000].copy_from_slice(&text[..100_000]);
-        assert_eq!(block_kind(&mixed), BlockKind::Other);
+        assert_eq!(block_kind(&mixed), BlockKind::Deflated);
+    }
+
+    #[test]
+    fn incompressible_layers_are_told_from_their_second_block() {
+        // A tar of directories and then random data: the first block opens
+        // with headers (not flat), the second is all data.
+        let mut tar = vec![0u8; 3 * 512];
+        tar[..12].copy_from_slice(b"data/random/");
+        tar.extend(flat(3 * GZIP_BLOCK));
+        assert!(looks_incompressible(&tar[..]).unwrap());
+        assert!(!looks_incompressible(&sample(3 * GZIP_BLOCK)[..]).unwrap());
+        // A layer of one block is judged by it.
+        assert!(looks_incompressible(&flat(GZIP_BLOCK / 2)[..]).unwrap());
+        assert!(!looks_incompressible(&b"short text"[..]).unwrap());
+        // Random data then text: the second block is text.
+        let mut mixed = flat(GZIP_BLOCK);
+        mixed.extend(sample(2 * GZIP_BLOCK));
+        assert!(!looks_incompressible(&mixed[..]).unwrap());
     }
 
     #[test]

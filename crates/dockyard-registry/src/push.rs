@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use dockyard_image::compress::compress_into;
+use dockyard_image::compress::{compress_into, looks_incompressible};
 use dockyard_image::digest::unwrap_io;
 use dockyard_image::media::{self, Compression};
 use dockyard_image::progress::{Meter, Phase, Progress, ProgressReader, Silent};
@@ -124,9 +124,10 @@ fn remembered_layer(
 
 /// Compress `layer` into the store and remember it (callers hold the
 /// store's writer lock). The source is read once, verified against the
-/// diff_id as it is; the compressed bytes are hashed as they are written
-/// and, with `tee`, also sent there as they come (a streamed upload; if
-/// its receiver goes away the store still gets everything); with
+/// diff_id as it is; the compressed bytes are hashed as they are written.
+/// With `follow`, a `BlobFeed` on the blob file is sent there before the
+/// first byte, so an upload can read the compressed bytes as they land
+/// (never holding the compression back: the file is the buffer); with
 /// `compressed`, the digest is sent there as soon as the last byte is
 /// written, before the blob's fsync. Progress is that of the layer read
 /// (its size is known; the compressed size is not until the end).
@@ -135,7 +136,7 @@ fn compress_layer(
     layer: &Layer,
     compression: Compression,
     docker: bool,
-    tee: Option<tokio::sync::mpsc::Sender<bytes::Bytes>>,
+    follow: Option<tokio::sync::oneshot::Sender<BlobFeed>>,
     compressed: Option<tokio::sync::oneshot::Sender<Digest>>,
     progress: &dyn Progress,
 ) -> Result<Layer> {
@@ -147,13 +148,19 @@ fn compress_layer(
         Phase::Upload,
         layer.size(),
     );
-    let out = Tee {
-        inner: store.new_blob_writer()?,
-        to: tee,
-    };
+    let blob = store.new_blob_writer()?;
+    let (written, _) = tokio::sync::watch::channel(Written::default());
+    if let Some(to) = follow {
+        let _ = to.send(BlobFeed {
+            file: blob.read_handle()?,
+            sent: 0,
+            written: written.subscribe(),
+        });
+    }
+    let out = Published { blob, written };
     let writer = compress_into(&mut reader, out, compression)
-        .map_err(|e| unwrap_io(e, &layer.source().path()))?
-        .inner;
+        .and_then(Published::complete)
+        .map_err(|e| unwrap_io(e, &layer.source().path()))?;
     reader.finish();
     if let Some(to) = compressed {
         let _ = to.send(writer.written_digest());
@@ -174,62 +181,116 @@ fn compress_layer(
     )?)
 }
 
-/// A writer that also hands each write to a channel while its receiver
-/// listens.
-struct Tee<W> {
-    inner: W,
-    to: Option<tokio::sync::mpsc::Sender<bytes::Bytes>>,
+/// How a push compresses the layers it holds uncompressed: the form, and
+/// the turns they take (one compresses at a time, on every core).
+struct Compressing {
+    compression: Compression,
+    docker: bool,
+    turns: tokio::sync::Semaphore,
 }
 
-impl<W: std::io::Write> std::io::Write for Tee<W> {
+/// Layers from this size on are sampled for the order they compress in
+/// (a smaller one's upload is too short to matter).
+const SAMPLED_LAYER_SIZE: u64 = 16 << 20;
+
+/// How much of a blob being written is in its file.
+#[derive(Clone, Copy, Debug, Default)]
+struct Written {
+    bytes: u64,
+    /// The writer has written its last byte.
+    complete: bool,
+}
+
+/// A blob writer that says, after each write, how much is in the file.
+struct Published {
+    blob: dockyard_image::blob_writer::BlobWriter,
+    written: tokio::sync::watch::Sender<Written>,
+}
+
+impl Published {
+    fn complete(mut self) -> std::io::Result<dockyard_image::blob_writer::BlobWriter> {
+        use std::io::Write;
+        self.blob.flush()?;
+        self.written.send_replace(Written {
+            bytes: self.blob.written(),
+            complete: true,
+        });
+        Ok(self.blob)
+    }
+}
+
+impl std::io::Write for Published {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        // In small pieces: memory in flight stays small, and allocations
-        // this size are reused rather than mapped and unmapped.
-        for piece in buf[..n].chunks(64 << 10) {
-            let Some(to) = &self.to else { break };
-            if to
-                .blocking_send(bytes::Bytes::copy_from_slice(piece))
-                .is_err()
-            {
-                self.to = None;
-            }
-        }
+        let n = self.blob.write(buf)?;
+        // Into the file now, so a follower can read it (compressors write
+        // whole members or frames: this is no small-write flush).
+        self.blob.flush()?;
+        self.written.send_replace(Written {
+            bytes: self.blob.written(),
+            complete: false,
+        });
         Ok(n)
     }
     fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
+        self.blob.flush()
     }
 }
 
-/// The compressed bytes of a streamed upload, handed out request by
-/// request.
-struct Feed {
-    chunks: tokio::sync::mpsc::Receiver<bytes::Bytes>,
-    /// Received but not yet sent.
-    next: Option<bytes::Bytes>,
+/// Bytes read back from a blob file as its writer fills it, for a
+/// streamed upload.
+struct BlobFeed {
+    file: std::fs::File,
+    sent: u64,
+    written: tokio::sync::watch::Receiver<Written>,
 }
 
-impl Feed {
-    /// Whether anything is left to send (waits for the compressor to say).
-    async fn peek(&mut self) -> bool {
-        if self.next.is_none() {
-            self.next = self.chunks.recv().await;
+/// Upload pieces read from a followed blob file.
+const FEED_PIECE: u64 = 256 << 10;
+
+impl BlobFeed {
+    /// Whether anything is left to send (waits for the writer to say).
+    async fn more(&mut self) -> std::io::Result<bool> {
+        loop {
+            let now = *self.written.borrow_and_update();
+            if self.sent < now.bytes {
+                return Ok(true);
+            }
+            if now.complete {
+                return Ok(false);
+            }
+            if self.written.changed().await.is_err() {
+                let last = *self.written.borrow();
+                if !last.complete && self.sent >= last.bytes {
+                    return Err(std::io::Error::other(
+                        "the compression stopped before its end",
+                    ));
+                }
+            }
         }
-        self.next.is_some()
     }
 
     /// The next piece of at most `left` bytes; None at the end of the data
     /// or of this request's share.
-    async fn take(&mut self, left: u64) -> Option<bytes::Bytes> {
-        if left == 0 || !self.peek().await {
+    async fn take(&mut self, left: u64) -> Option<std::io::Result<bytes::Bytes>> {
+        if left == 0 {
             return None;
         }
-        let mut piece = self.next.take()?;
-        if piece.len() as u64 > left {
-            self.next = Some(piece.split_off(left as usize));
+        match self.more().await {
+            Ok(true) => {}
+            Ok(false) => return None,
+            Err(e) => return Some(Err(e)),
         }
-        Some(piece)
+        let available = self.written.borrow().bytes - self.sent;
+        let len = available.min(left).min(FEED_PIECE) as usize;
+        let mut piece = vec![0u8; len];
+        // A page-cache read of at most FEED_PIECE bytes: short enough to
+        // do on the async side.
+        if let Err(e) = std::os::unix::fs::FileExt::read_exact_at(&self.file, &mut piece, self.sent)
+        {
+            return Some(Err(e));
+        }
+        self.sent += len as u64;
+        Some(Ok(bytes::Bytes::from(piece)))
     }
 }
 
@@ -554,86 +615,65 @@ impl Registry {
         Ok(())
     }
 
-    /// Push a layer held uncompressed. A compressed form the store
-    /// remembers goes as any blob (HEAD, mount, upload). Otherwise the layer
-    /// is compressed into the store while the compressed bytes stream to
-    /// the registry in one PATCH — its digest is known only at the end, so
-    /// there is nothing to ask the registry first — and the upload is
-    /// committed with that digest. If the stream fails, the blob is pushed
-    /// again from the store, with the usual retries.
-    #[allow(clippy::too_many_arguments)]
+    /// Push a layer held uncompressed that the store has no compressed
+    /// form of: it is compressed into the store while the upload reads the
+    /// compressed bytes back from the blob file as they land, in streamed
+    /// PATCH requests — its digest is known only at the end, so there is
+    /// nothing to ask the registry first — and the upload is committed with
+    /// that digest. If the stream fails, the blob is pushed again from the
+    /// store, with the usual retries.
     async fn push_compressing(
         &self,
         repo: &str,
         layer: Layer,
-        compression: Compression,
-        docker: bool,
+        how: &Compressing,
         store: &Store,
         meter: &UploadMeter,
-        compressing: &tokio::sync::Semaphore,
     ) -> Result<(Layer, BlobOutcome)> {
+        let (compression, docker) = (how.compression, how.docker);
         let root = store.root().to_path_buf();
         let blocking_err = |e: tokio::task::JoinError| RegistryError::Internal {
             reason: format!("compression task failed: {e}"),
         };
-        let remembered = {
-            let (root, layer) = (root.clone(), layer.clone());
-            tokio::task::spawn_blocking(move || {
-                let store = Store::open(&root)?;
-                let _hold = store.writer_lock()?;
-                remembered_layer(&store, &layer, compression, docker)
-            })
-            .await
-            .map_err(blocking_err)??
-        };
-        if let Some(compressed) = remembered {
-            let o = self
-                .push_blob(
-                    repo,
-                    compressed.digest(),
-                    compressed.size(),
-                    compressed.source(),
-                    store,
-                    meter,
-                )
-                .await?;
-            return Ok((compressed, o));
-        }
-        // One layer compresses at a time (on every core), in image order,
-        // while the layers before it finish uploading.
-        let turn = compressing
+        // One layer compresses at a time (on every core), in the order the
+        // layers asked, while the layers before it finish uploading.
+        let turn = how
+            .turns
             .acquire()
             .await
             .map_err(|e| RegistryError::Internal {
                 reason: format!("compression queue: {e}"),
             })?;
-        let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(16);
+        let (feed_tx, feed_rx) = tokio::sync::oneshot::channel::<BlobFeed>();
         let (digest_tx, digest_rx) = tokio::sync::oneshot::channel::<Digest>();
         let task = {
             let (layer, progress) = (layer.clone(), Arc::clone(&meter.progress));
             tokio::task::spawn_blocking(move || {
                 let store = Store::open(&root)?;
                 let _hold = store.writer_lock()?;
-                let (tee, compressed) = (Some(tx), Some(digest_tx));
                 compress_layer(
                     &store,
                     &layer,
                     compression,
                     docker,
-                    tee,
-                    compressed,
+                    Some(feed_tx),
+                    Some(digest_tx),
                     progress.as_ref(),
                 )
             })
         };
-        let streamed = self
-            .upload_stream(repo, rx, &meter.bytes, layer.digest().short())
-            .await;
-        // Compressed: the next layer compresses, and the upload is closed,
-        // while this blob is fsynced into the store (on a slow disk the
-        // fsync of every blob in turn was a third of a push).
-        let digest = digest_rx.await;
-        drop(turn);
+        // The next layer compresses as soon as this one's last byte is
+        // written — while this upload catches up from the file, and while
+        // the blob is fsynced into the store.
+        let compressed_digest = async {
+            let digest = digest_rx.await;
+            drop(turn);
+            digest
+        };
+        let (streamed, digest) = tokio::join!(
+            self.upload_stream(repo, feed_rx, &meter.bytes, layer.digest().short()),
+            compressed_digest
+        );
         let committed = match (streamed, &digest) {
             (Ok(location), Ok(digest)) => self.commit_upload(repo, location, digest).await,
             (Err(e), _) => Err(e),
@@ -661,14 +701,14 @@ impl Registry {
         }
     }
 
-    /// Open an upload session and send everything `chunks` yields, in
+    /// Open an upload session and send everything the feed yields, in
     /// streamed PATCH requests of at most the chunk size each (their length
     /// is not known before they are sent); returns where the session
     /// continues.
     async fn upload_stream(
         &self,
         repo: &str,
-        chunks: tokio::sync::mpsc::Receiver<bytes::Bytes>,
+        feed: tokio::sync::oneshot::Receiver<BlobFeed>,
         counter: &Arc<AtomicU64>,
         id: String,
     ) -> Result<Url> {
@@ -682,10 +722,21 @@ impl Registry {
             .await?;
         let resp = self.check(resp, &what).await?;
         let mut location = self.location(&resp, &url, &what)?;
-        let feed = Arc::new(tokio::sync::Mutex::new(Feed { chunks, next: None }));
+        let feed = feed.await.map_err(|_| RegistryError::Internal {
+            reason: "the compression stopped before its start".into(),
+        })?;
+        let feed = Arc::new(tokio::sync::Mutex::new(feed));
         let limit = self.opts.chunk_size.max(1);
         // Nothing more to send (not even an empty first request) ends it.
-        while feed.lock().await.peek().await {
+        while feed
+            .lock()
+            .await
+            .more()
+            .await
+            .map_err(|e| RegistryError::Internal {
+                reason: format!("{what}: {e}"),
+            })?
+        {
             // A request body can be sent once: a retry of it fails, and the
             // caller pushes from the store instead.
             let once = std::sync::Mutex::new(Some(Arc::clone(&feed)));
@@ -696,14 +747,19 @@ impl Registry {
                     }
                 })?;
                 let counter = Arc::clone(counter);
-                let s = stream::unfold((feed, limit), |(feed, left)| async move {
+                let s = stream::unfold((feed, limit, false), |(feed, left, failed)| async move {
+                    if failed {
+                        return None;
+                    }
                     let piece = feed.lock().await.take(left).await?;
-                    let left = left - piece.len() as u64;
-                    Some((piece, (feed, left)))
+                    let (left, failed) = match &piece {
+                        Ok(p) => (left - p.len() as u64, false),
+                        Err(_) => (left, true),
+                    };
+                    Some((piece, (feed, left, failed)))
                 })
-                .map(move |piece| {
+                .inspect_ok(move |piece| {
                     counter.fetch_add(piece.len() as u64, Ordering::Relaxed);
-                    Ok::<_, std::io::Error>(piece)
                 });
                 Ok(reqwest::Body::wrap_stream(s))
             };
@@ -766,6 +822,7 @@ impl Registry {
             l.compression() == Compression::None && !matches!(l.source(), BlobSource::Remote { .. })
         };
         let compress = opts.compression != Compression::None;
+        let opts_compression = opts.compression;
         let recompressed = compress && image.layers().iter().any(held_uncompressed);
         // The digest a reference names is checked before any upload when it
         // is known; with layers to compress, once they are.
@@ -790,14 +847,43 @@ impl Registry {
             progress: Arc::clone(&progress),
             bytes: Arc::clone(&bytes),
         };
-        let compressing = tokio::sync::Semaphore::new(1);
+        let compressing = Compressing {
+            compression: opts.compression,
+            docker,
+            turns: tokio::sync::Semaphore::new(1),
+        };
+        // The compressed forms the store remembers, looked up before any
+        // layer starts: the layers left to compress then take their turns
+        // in image order.
+        let layers: Vec<Layer> = if compress {
+            let (root, all) = (store.root().to_path_buf(), image.layers().to_vec());
+            tokio::task::spawn_blocking(move || -> Result<Vec<Layer>> {
+                let store = Store::open(&root)?;
+                let _hold = store.writer_lock()?;
+                all.into_iter()
+                    .map(|l| {
+                        Ok(match held_uncompressed(&l) {
+                            true => {
+                                remembered_layer(&store, &l, opts_compression, docker)?.unwrap_or(l)
+                            }
+                            false => l,
+                        })
+                    })
+                    .collect()
+            })
+            .await
+            .map_err(|e| RegistryError::Internal {
+                reason: format!("store lookup failed: {e}"),
+            })??
+        } else {
+            image.layers().to_vec()
+        };
         // Which layers the repository already has, asked all at once: a
         // rebuild of a many-layer image (one layer per conda package) then
         // waits for one round of HEADs, not one per `parallel` layers.
         let scope = Scope::push(&repo);
         let present: HashSet<Digest> = stream::iter(
-            image
-                .layers()
+            layers
                 .iter()
                 .filter(|l| !(compress && held_uncompressed(l)))
                 .map(|l| l.digest().clone()),
@@ -811,23 +897,47 @@ impl Registry {
         .try_collect()
         .await?;
         let present = &present;
-        let layers: Vec<Layer> = stream::iter(image.layers().iter().cloned().map(|l| {
+        // Layers that look incompressible compress first: stored rather than
+        // deflated, they compress in a fraction of their upload time, so
+        // their upload overlaps the compression of the others instead of
+        // trailing it. The order is scheduling only: the bytes, and the
+        // manifest's order, are the same.
+        let compress_first: HashSet<usize> = {
+            let sampled: Vec<(usize, Layer)> = layers
+                .iter()
+                .enumerate()
+                .filter(|(_, l)| compress && held_uncompressed(l) && l.size() >= SAMPLED_LAYER_SIZE)
+                .map(|(i, l)| (i, l.clone()))
+                .collect();
+            tokio::task::spawn_blocking(move || {
+                sampled
+                    .into_iter()
+                    .filter(|(_, l)| {
+                        // A layer that cannot be read fails where it is compressed.
+                        l.open_uncompressed()
+                            .ok()
+                            .and_then(|r| looks_incompressible(r).ok())
+                            .unwrap_or(false)
+                    })
+                    .map(|(i, _)| i)
+                    .collect()
+            })
+            .await
+            .map_err(|e| RegistryError::Internal {
+                reason: format!("layer sampling failed: {e}"),
+            })?
+        };
+        let mut order: Vec<(usize, Layer)> = layers.into_iter().enumerate().collect();
+        order.sort_by_key(|(i, _)| !compress_first.contains(i));
+        let mut layers: Vec<(usize, Layer)> = stream::iter(order.into_iter().map(|(i, l)| {
             let counters = Arc::clone(&counters);
             let (repo, meter, compressing) = (repo.clone(), &meter, &compressing);
             async move {
                 let (l, o) = if present.contains(l.digest()) {
                     (l, BlobOutcome::Existing)
                 } else if compress && held_uncompressed(&l) {
-                    self.push_compressing(
-                        &repo,
-                        l,
-                        opts.compression,
-                        docker,
-                        store,
-                        meter,
-                        compressing,
-                    )
-                    .await?
+                    self.push_compressing(&repo, l, compressing, store, meter)
+                        .await?
                 } else {
                     let o = self
                         .push_blob_checked(
@@ -843,13 +953,16 @@ impl Registry {
                     (l, o)
                 };
                 tally(o, &counters);
-                Ok::<_, RegistryError>(l)
+                Ok::<_, RegistryError>((i, l))
             }
         }))
-        // Ordered: the manifest lists the layers as the image does.
+        // Ordered, so the compression turns are taken in this order.
         .buffered(self.opts.parallel.max(1))
         .try_collect()
         .await?;
+        // The manifest lists the layers as the image does.
+        layers.sort_by_key(|(i, _)| *i);
+        let layers: Vec<Layer> = layers.into_iter().map(|(_, l)| l).collect();
         let image = if recompressed {
             let image = image.with_layer_blobs(layers)?;
             check_digest(&image)?;
