@@ -315,20 +315,16 @@ impl Registry {
             .as_ref()
             .map(crate::tls::ClientIdentity::read)
             .transpose()?;
+        // One TLS setup for both clients; it reads the system's roots only
+        // when a first TLS handshake needs them.
+        let tls = crate::tls::client_config(&given, identity, opts.insecure_skip_tls_verify)?;
         let client = |read_timeout: Option<Duration>| -> Result<reqwest::Client> {
             let mut builder = reqwest::Client::builder()
                 .user_agent(concat!("dockyard/", env!("CARGO_PKG_VERSION")))
                 .connect_timeout(opts.connect_timeout)
-                .danger_accept_invalid_certs(opts.insecure_skip_tls_verify);
+                .use_preconfigured_tls(tls.clone());
             if let Some(t) = read_timeout {
                 builder = builder.read_timeout(t);
-            }
-            if !given.is_empty() || identity.is_some() {
-                builder = builder.use_preconfigured_tls(crate::tls::client_config(
-                    &given,
-                    identity.clone(),
-                    opts.insecure_skip_tls_verify,
-                )?);
             }
             builder.build().map_err(|e| RegistryError::Tls {
                 reason: format!("cannot set up the HTTP client: {}", describe(&e)),

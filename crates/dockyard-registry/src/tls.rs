@@ -4,10 +4,11 @@
 //! self-signed registry certificate carries CA:TRUE, which strict WebPKI
 //! refuses as an end-entity certificate (Docker and skopeo accept it).
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
+use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 
@@ -15,7 +16,10 @@ use crate::error::{RegistryError, Result};
 
 #[derive(Debug)]
 struct TrustedOrWebPki {
-    webpki: Arc<WebPkiServerVerifier>,
+    /// Built at the first handshake: reading the system's roots is a
+    /// directory of PEM files, wasted on a session that speaks plain HTTP.
+    webpki: OnceLock<std::result::Result<Arc<WebPkiServerVerifier>, String>>,
+    provider: Arc<CryptoProvider>,
     /// Certificates the user gave; a server presenting exactly one of them
     /// is the server the user meant.
     given: Vec<CertificateDer<'static>>,
@@ -33,13 +37,10 @@ impl ServerCertVerifier for TrustedOrWebPki {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        match self.webpki.verify_server_cert(
-            end_entity,
-            intermediates,
-            server_name,
-            ocsp_response,
-            now,
-        ) {
+        let verdict = self.webpki().and_then(|webpki| {
+            webpki.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+        });
+        match verdict {
             Ok(v) => Ok(v),
             Err(e) => {
                 if self.accept_any || self.given.iter().any(|c| c.as_ref() == end_entity.as_ref()) {
@@ -57,7 +58,12 @@ impl ServerCertVerifier for TrustedOrWebPki {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.webpki.verify_tls12_signature(message, cert, dss)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -66,11 +72,44 @@ impl ServerCertVerifier for TrustedOrWebPki {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.webpki.verify_tls13_signature(message, cert, dss)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.webpki.supported_verify_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+impl TrustedOrWebPki {
+    /// The WebPKI verifier over Mozilla's roots, the system's and the
+    /// given certificates.
+    fn webpki(&self) -> std::result::Result<&Arc<WebPkiServerVerifier>, rustls::Error> {
+        self.webpki
+            .get_or_init(|| {
+                let mut roots = RootCertStore::empty();
+                roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+                for cert in rustls_native_certs::load_native_certs().certs {
+                    let _ = roots.add(cert);
+                }
+                for cert in &self.given {
+                    let _ = roots.add(cert.clone());
+                }
+                WebPkiServerVerifier::builder_with_provider(
+                    Arc::new(roots),
+                    Arc::clone(&self.provider),
+                )
+                .build()
+                .map_err(|e| format!("TLS setup: {e}"))
+            })
+            .as_ref()
+            .map_err(|e| rustls::Error::General(e.clone()))
     }
 }
 
@@ -121,11 +160,6 @@ pub fn client_config(
     accept_any_server: bool,
 ) -> Result<rustls::ClientConfig> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut roots = RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    for cert in rustls_native_certs::load_native_certs().certs {
-        let _ = roots.add(cert);
-    }
     let mut given = Vec::new();
     for (path, pem) in given_pem {
         let mut reader = std::io::BufReader::new(&pem[..]);
@@ -134,7 +168,6 @@ pub fn client_config(
             let cert = cert.map_err(|e| RegistryError::Tls {
                 reason: format!("{}: {e}", path.display()),
             })?;
-            let _ = roots.add(cert.clone());
             given.push(cert);
             found += 1;
         }
@@ -144,14 +177,9 @@ pub fn client_config(
             });
         }
     }
-    let webpki =
-        WebPkiServerVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))
-            .build()
-            .map_err(|e| RegistryError::Tls {
-                reason: format!("TLS setup: {e}"),
-            })?;
     let verifier = Arc::new(TrustedOrWebPki {
-        webpki,
+        webpki: OnceLock::new(),
+        provider: Arc::clone(&provider),
         given,
         accept_any: accept_any_server,
     });
