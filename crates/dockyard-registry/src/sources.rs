@@ -18,8 +18,11 @@ pub fn record_blob_source<'a>(
     let table = store.side_table(TABLE);
     let entry = format!("{registry}/{repo}");
     for d in digests {
+        // An unreadable record (a hint cut short by a crash) is rewritten.
         let mut list = table
-            .get(d.hex())?
+            .get(d.hex())
+            .ok()
+            .flatten()
             .and_then(|v| v.as_array().cloned())
             .unwrap_or_default();
         if !list.iter().any(|v| v.as_str() == Some(&entry)) {
@@ -28,7 +31,7 @@ pub fn record_blob_source<'a>(
             if list.len() > 8 {
                 list.remove(0);
             }
-            table.put(d.hex(), &Value::Array(list))?;
+            table.put_hint(d.hex(), &Value::Array(list))?;
         }
     }
     Ok(())
@@ -50,4 +53,33 @@ pub fn known_sources(store: &Store, registry: &str, digest: &Digest, except: &st
         .filter(|r| *r != except)
         .map(str::to_string)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sources_are_recorded_and_a_cut_short_record_is_rewritten() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(dir.path()).expect("store");
+        let (a, b) = (Digest::sha256_of(b"a"), Digest::sha256_of(b"b"));
+        record_blob_source(&store, "reg:5000", "team/app", [&a, &b].into_iter()).expect("record");
+        assert_eq!(
+            known_sources(&store, "reg:5000", &a, "other"),
+            vec!["team/app"]
+        );
+        assert!(known_sources(&store, "reg:5000", &a, "team/app").is_empty());
+        assert!(known_sources(&store, "elsewhere", &b, "other").is_empty());
+        // What a crash may leave of a hint: an empty file. It reads as no
+        // record, and the next push writes it again.
+        let path = dir.path().join("dockyard").join(TABLE).join(a.hex());
+        std::fs::write(&path, b"").expect("truncate");
+        assert!(known_sources(&store, "reg:5000", &a, "other").is_empty());
+        record_blob_source(&store, "reg:5000", "team/web", [&a].into_iter()).expect("record");
+        assert_eq!(
+            known_sources(&store, "reg:5000", &a, "other"),
+            vec!["team/web"]
+        );
+    }
 }
