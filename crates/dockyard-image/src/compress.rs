@@ -98,8 +98,7 @@ fn read_block(reader: &mut impl Read, buf: &mut Vec<u8>, len: usize) -> io::Resu
 /// directories, which are not the data) or its only one. A guess for
 /// scheduling, never for the bytes: such a layer costs little to compress
 /// and much to upload, so a push starts it first.
-pub fn looks_incompressible(reader: impl Read) -> io::Result<bool> {
-    let mut reader = reader;
+pub fn looks_incompressible(mut reader: impl Read) -> io::Result<bool> {
     let mut block = Vec::with_capacity(GZIP_BLOCK);
     read_block(&mut reader, &mut block, GZIP_BLOCK)?;
     if block.len() == GZIP_BLOCK {

@@ -551,23 +551,26 @@ impl SideTable {
         Ok(self.dir.join(key))
     }
     pub fn put(&self, key: &str, value: &Value) -> Result<()> {
-        let p = self.path(key)?;
-        fs::create_dir_all(&self.dir).at(&self.dir)?;
-        let bytes =
-            serde_json::to_vec(value).unwrap_or_else(|_| unreachable!("a Value always serialises"));
-        write_atomic(&p, &bytes)
+        self.write(key, value, true)
     }
     /// `put` without the fsync, for a record that is only a hint (which
     /// repositories hold a blob): a crash may lose it or leave it
     /// unreadable, and its readers treat that as no record.
     pub fn put_hint(&self, key: &str, value: &Value) -> Result<()> {
+        self.write(key, value, false)
+    }
+    fn write(&self, key: &str, value: &Value, durable: bool) -> Result<()> {
         let p = self.path(key)?;
         fs::create_dir_all(&self.dir).at(&self.dir)?;
         let bytes =
             serde_json::to_vec(value).unwrap_or_else(|_| unreachable!("a Value always serialises"));
         let mut f = crate::atomic::AtomicFile::create(&p)?;
         f.write_all(&bytes).at(&p)?;
-        f.commit_unsynced()
+        if durable {
+            f.commit()
+        } else {
+            f.commit_unsynced()
+        }
     }
     pub fn get(&self, key: &str) -> Result<Option<Value>> {
         let p = self.path(key)?;

@@ -853,8 +853,7 @@ impl Registry {
             turns: tokio::sync::Semaphore::new(1),
         };
         // The compressed forms the store remembers, looked up before any
-        // layer starts: the layers left to compress then take their turns
-        // in image order.
+        // layer starts: only the layers left take compression turns.
         let layers: Vec<Layer> = if compress {
             let (root, all) = (store.root().to_path_buf(), image.layers().to_vec());
             tokio::task::spawn_blocking(move || -> Result<Vec<Layer>> {
