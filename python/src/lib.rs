@@ -200,6 +200,7 @@ impl Client {
                         sbom,
                         locked,
                         progress_bars: false,
+                        write: Default::default(),
                     },
                 )?;
                 Ok(built.image)

@@ -313,8 +313,19 @@ struct BuildArgs {
     #[arg(long, value_name = "DIR", conflicts_with = "push")]
     oci: Option<PathBuf>,
     /// Push to this registry reference.
-    #[arg(long, value_name = "REF")]
+    #[arg(long, value_name = "REF", conflicts_with = "dest")]
     push: Option<String>,
+    /// Write to this destination, as `copy` takes one: docker://REF,
+    /// docker-archive:OUT.tar[:NAME:TAG], oci:DIR[:TAG], oci-archive:OUT.tar[:TAG],
+    /// store:NAME[:TAG].
+    #[arg(long, value_name = "DEST", conflicts_with_all = ["output", "oci"])]
+    dest: Option<String>,
+    /// Compression of the layers when pushed: gzip (default) or zstd.
+    #[arg(long, default_value = "gzip")]
+    compression: String,
+    /// Manifest format to write: oci or v2s2 (Docker schema 2); default: oci.
+    #[arg(long, value_name = "oci|v2s2")]
+    format: Option<String>,
     /// The conda platform to build for (linux-64, linux-aarch64, …).
     #[arg(long, value_name = "SUBDIR")]
     platform: Option<String>,
@@ -342,6 +353,8 @@ struct BuildArgs {
     image: Option<String>,
     #[command(flatten)]
     transfer: TransferArgs,
+    #[command(flatten)]
+    sides: SideArgs,
 }
 
 /// Print a line on stdout. A closed stdout (`dockyard cache ls | head -1`)
@@ -688,10 +701,7 @@ fn run(cli: Cli) -> CliResult {
             out!("{}", written.digest);
             Ok(())
         }
-        Command::Build(args) => {
-            let dy = transfer_facade(&reg, &args.transfer, &SideArgs::default(), "", "")?;
-            build(&dy, *args)
-        }
+        Command::Build(args) => build(&reg, *args),
         Command::Mutate(args) => {
             let dy = transfer_facade(&reg, &args.transfer, &args.sides, &args.src, &args.dst)?;
             mutate(&dy, *args)
@@ -890,7 +900,7 @@ impl From<dockyard_conda::Error> for Failure {
     }
 }
 
-fn build(dy: &Dockyard, args: BuildArgs) -> CliResult {
+fn build(reg: &RegistryArgs, args: BuildArgs) -> CliResult {
     let (name, tag) = match args.image.as_deref().map(|i| i.rsplit_once(':')) {
         Some(Some((n, t))) if !t.contains('/') => (Some(n.to_string()), Some(t.to_string())),
         _ => (args.image.clone(), None),
@@ -929,11 +939,22 @@ fn build(dy: &Dockyard, args: BuildArgs) -> CliResult {
         Some(format!("docker-archive:{}:{name}:{tag}", out.display()))
     } else if let Some(dir) = &args.oci {
         Some(format!("oci:{}:{tag}", dir.display()))
+    } else if let Some(dest) = &args.dest {
+        Some(dest.clone())
     } else {
         args.push
             .as_ref()
             .map(|r| format!("docker://{}", r.strip_prefix("docker://").unwrap_or(r)))
     };
+    // --src-*/--dest-* apply to the base's registry and the destination's.
+    let base = spec.image.base.clone().unwrap_or_default();
+    let dy = &transfer_facade(
+        reg,
+        &args.transfer,
+        &args.sides,
+        &base,
+        destination.as_deref().unwrap_or(""),
+    )?;
     let built = dockyard_conda::build(
         dy,
         &spec,
@@ -944,6 +965,10 @@ fn build(dy: &Dockyard, args: BuildArgs) -> CliResult {
             sbom: args.sbom.clone(),
             locked: args.locked,
             progress_bars: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            write: WriteOptions {
+                compression: parse_compression(&args.compression)?,
+                format: parse_format(&args.format)?,
+            },
         },
     )?;
     let reused = built.layers.iter().filter(|l| l.reused).count();

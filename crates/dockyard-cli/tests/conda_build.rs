@@ -397,7 +397,9 @@ fn the_same_spec_and_lock_give_the_same_digest_with_fresh_caches_and_other_clock
     assert_eq!(digest_of(&out), a);
 
     // Package layers do not depend on the base: on scratch they are the
-    // same blobs as on busybox.
+    // same blobs as on busybox. Nor does the top layer (conda-meta and the
+    // SBOM), since where the base was read from is no part of the spec's
+    // sha256.
     let on_scratch = fx.spec(
         "scratch.yml",
         &SPEC.replace("base: docker-archive:busybox.tar", "base: scratch"),
@@ -408,8 +410,8 @@ fn the_same_spec_and_lock_give_the_same_digest_with_fresh_caches_and_other_clock
     let shared = scratch.iter().filter(|d| busybox.contains(d)).count();
     assert_eq!(
         (scratch.len(), shared),
-        (6, 5),
-        "the five package layers are shared"
+        (6, 6),
+        "the five package layers and the top layer are shared"
     );
 }
 
@@ -513,6 +515,20 @@ fn bad_specs_unsolvable_requests_dead_channels_and_stale_locks_are_clear_errors(
     let t = std::time::Instant::now();
     fails(&["build", &spec], &[&format!("127.0.0.1:{dead}")]);
     eprintln!("a dead channel failed after {:?}", t.elapsed());
+    // A channel that takes the connection and never answers: --timeout
+    // ends the wait with an error naming it, instead of a hang.
+    let silent = dockyard_testsupport::registry::SilentServer::start();
+    let spec = fx.spec(
+        "silent.yml",
+        &SPEC.replace("./channel", &format!("http://{}/channel", silent.host())),
+    );
+    let t = std::time::Instant::now();
+    fails(&["build", &spec, "--timeout", "2"], &[&silent.host()]);
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(60),
+        "a silent channel was waited on for {:?}",
+        t.elapsed()
+    );
     // A lock that no longer matches the spec.
     let spec = fx.spec("env.yml", SPEC);
     fx.ok(&["build", &spec, "--oci", "out"]);
@@ -522,12 +538,29 @@ fn bad_specs_unsolvable_requests_dead_channels_and_stale_locks_are_clear_errors(
         &["env.lock", "greet 2.0"],
     );
     assert!(!fx.path("out2").exists(), "nothing written");
+    // A dependency dropped from the spec: the lock holds more than it needs.
+    fx.spec("env.yml", &SPEC.replace("  - postlinker\n", ""));
+    fails(
+        &["build", &spec, "--locked", "--oci", "out2"],
+        &["env.lock", "postlinker", "nothing in the spec needs"],
+    );
+    // Another channel list.
+    example_channel(&fx.path("more"));
+    fx.spec(
+        "env.yml",
+        &SPEC.replace("  - ./channel\n", "  - ./channel\n  - ./more\n"),
+    );
+    fails(
+        &["build", &spec, "--locked", "--oci", "out2"],
+        &["env.lock", "./more", "channels"],
+    );
+    assert!(!fx.path("out2").exists(), "nothing written");
 }
 
 #[test]
 fn packages_on_the_command_line_build_without_a_spec_file() {
     let Some(fx) = Fx::new() else { return };
-    fx.ok(&[
+    let cli = fx.ok(&[
         "build",
         "-c",
         "./channel",
@@ -546,6 +579,27 @@ fn packages_on_the_command_line_build_without_a_spec_file() {
     assert!(greet.contains("PREFIX=\"/opt/env\""), "{greet}");
     assert!(fx.path("root/bin/busybox").is_file(), "on the busybox base");
     assert!(!fx.path("the command line.lock").exists());
+    let cli_digest = digest_of(&cli);
+    assert!(cli_digest.starts_with("sha256:"), "{cli_digest}");
+
+    // A file saying the same builds the same image, whatever its layout
+    // and comments.
+    let equivalent = "channels:\n  - ./channel\ndependencies:\n  - greet=1.0\nimage:\n  base: docker-archive:busybox.tar\n  name: greet-cli\n  tag: '2'\n  prefix: /opt/env\n";
+    let spec = fx.spec("same.yml", equivalent);
+    let file_digest = digest_of(&fx.ok(&["build", &spec, "-o", "file.tar"]));
+    assert_eq!(
+        file_digest, cli_digest,
+        "the command line and the file build the same"
+    );
+    let spec = fx.spec(
+        "commented.yml",
+        &format!(
+            "# the same, commented\n{}",
+            equivalent.replace("  - greet=1.0\n", "  - greet=1.0   # pinned\n")
+        ),
+    );
+    let commented = digest_of(&fx.ok(&["build", &spec, "-o", "commented.tar"]));
+    assert_eq!(commented, cli_digest, "comments are no part of the image");
 }
 
 #[test]
@@ -577,4 +631,86 @@ fn cache_prune_drops_build_cache_records_with_their_blobs_only() {
         "{}",
         text(&rebuilt.stderr)
     );
+}
+
+#[test]
+fn build_takes_every_source_and_destination_copy_takes() {
+    use dockyard_testsupport::registry::{Mode, RegistryGuard};
+    let Some(fx) = Fx::new() else { return };
+    let Some(registry) = RegistryGuard::start(Mode::basic("alice", "wonderland")) else {
+        return;
+    };
+    let host = registry.host();
+    let busybox = diff_ids(&fx, "docker-archive:busybox.tar");
+    // The base from a registry that wants credentials (--src-creds), the
+    // image pushed there (--dest-creds) as Docker schema 2.
+    fx.ok(&[
+        "copy",
+        "docker-archive:busybox.tar",
+        &format!("docker://{host}/base/busybox:1"),
+        "--dest-creds",
+        "alice:wonderland",
+    ]);
+    let spec = fx.spec("env.yml", SPEC);
+    let dest = format!("docker://{host}/envs/greet:1");
+    fx.ok(&[
+        "build",
+        &spec,
+        "-b",
+        &format!("docker://{host}/base/busybox:1"),
+        "--src-creds",
+        "alice:wonderland",
+        "--dest",
+        &dest,
+        "--dest-creds",
+        "alice:wonderland",
+        "--format",
+        "v2s2",
+    ]);
+    let raw = fx.ok(&["inspect", "--raw", &dest, "--creds", "alice:wonderland"]);
+    let manifest: Value = serde_json::from_slice(&raw.stdout).unwrap();
+    assert_eq!(
+        manifest["mediaType"],
+        "application/vnd.docker.distribution.manifest.v2+json"
+    );
+    let config = fx.ok(&["inspect", "--config", &dest, "--creds", "alice:wonderland"]);
+    let config: Value = serde_json::from_slice(&config.stdout).unwrap();
+    let pushed: Vec<&str> = config["rootfs"]["diff_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(
+        pushed.len(),
+        busybox.len() + 6,
+        "busybox + 5 packages + top"
+    );
+    assert_eq!(pushed[0], busybox[0], "on the registry's busybox");
+
+    // An OCI layout as the base; an oci-archive and the store as outputs.
+    fx.ok(&["copy", "docker-archive:busybox.tar", "oci:base-oci:1"]);
+    fx.ok(&[
+        "build",
+        &spec,
+        "-b",
+        "oci:base-oci:1",
+        "--dest",
+        "oci-archive:env-archive.tar:1",
+    ]);
+    let archived = diff_ids(&fx, "oci-archive:env-archive.tar:1");
+    assert_eq!(archived[0], busybox[0]);
+    assert_eq!(
+        archived[1..],
+        pushed[1..],
+        "the same package and top layers"
+    );
+    fx.ok(&["build", &spec, "--dest", "store:envs/local:3"]);
+    assert_eq!(diff_ids(&fx, "store:envs/local:3"), archived);
+    // A destination no transport takes is refused before anything is built.
+    let out = fx.run(&["build", &spec, "--dest", "dockr://x"]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("dockr://x: unknown transport"), "{err}");
+    assert!(!err.contains("built "), "nothing was built: {err}");
 }

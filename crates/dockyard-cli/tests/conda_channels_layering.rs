@@ -10,7 +10,9 @@ use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use assert_cmd::Command;
-use dockyard_testsupport::conda_channel::example_channel;
+use dockyard_testsupport::conda_channel::{
+    example_channel, example_packages, Channel, PackageFile,
+};
 use dockyard_testsupport::{busybox_rootfs, require_tool};
 use serde_json::Value;
 
@@ -253,4 +255,77 @@ fn package_layers_do_not_depend_on_the_base() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let c = diff_ids(&fx.config("docker-archive:c.tar"));
     assert_eq!(c[..5], b[..5]);
+}
+
+/// A channel of the example packages plus a Python 3.11 that `pyhello`
+/// also accepts.
+fn channel_with_two_pythons(dir: &std::path::Path) {
+    let mut channel = Channel::new(dir);
+    for mut pkg in example_packages() {
+        if pkg.name == "pyhello" {
+            pkg.depends = vec!["python >=3.11".to_string()];
+        }
+        if pkg.name == "python" {
+            let mut older = pkg.clone();
+            older.version = "3.11.0".to_string();
+            older.files = vec![
+                PackageFile::text("bin/python3.11", "#!/bin/sh\necho 'Python 3.11.0'\n")
+                    .executable(),
+                PackageFile::symlink("bin/python", "python3.11"),
+                PackageFile::text("lib/python3.11/os.py", ""),
+            ];
+            channel.add(&older);
+        }
+        channel.add(&pkg);
+    }
+    channel.index();
+}
+
+#[test]
+fn a_noarch_python_layer_follows_the_solved_python() {
+    let fx = Fx::new();
+    channel_with_two_pythons(&fx.path("pythons"));
+    let spec = |python: &str| {
+        format!(
+            "name: py\nchannels:\n  - ./pythons\ndependencies:\n  - pyhello\n  - python={python}\nimage:\n  base: scratch\n"
+        )
+    };
+    let on_312 = fx.spec("py312.yml", &spec("3.12"));
+    let on_311 = fx.spec("py311.yml", &spec("3.11"));
+    fx.ok(&["build", &on_312, "-o", "py312.tar"]);
+    // The same cache: pyhello's 3.12 layer must not be taken for 3.11.
+    fx.ok(&["build", &on_311, "-o", "py311.tar"]);
+    fx.ok(&["export", "docker-archive:py311.tar", "py311-root"]);
+    let root = fx.path("py311-root/opt/conda");
+    assert!(
+        root.join("lib/python3.11/site-packages/pyhello/__init__.py")
+            .is_file(),
+        "pyhello is in Python 3.11's site-packages"
+    );
+    assert!(
+        !root.join("lib/python3.12").exists(),
+        "nothing of the 3.12 build is left"
+    );
+    let entry_point = std::fs::read_to_string(root.join("bin/pyhello")).unwrap();
+    assert!(
+        entry_point.starts_with("#!/opt/conda/bin/python3.11"),
+        "{entry_point}"
+    );
+    let meta = std::fs::read_dir(root.join("conda-meta"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .find(|e| e.file_name().to_string_lossy().starts_with("pyhello-"))
+        .expect("pyhello's conda-meta record");
+    let record = std::fs::read_to_string(meta.path()).unwrap();
+    assert!(
+        record.contains("lib/python3.11/site-packages/pyhello/__init__.py")
+            && !record.contains("python3.12"),
+        "{record}"
+    );
+    // Back on 3.12, the first layer is taken from the cache again.
+    fx.ok(&["build", &on_312, "-o", "py312-again.tar"]);
+    assert_eq!(
+        diff_ids(&fx.config("docker-archive:py312.tar")),
+        diff_ids(&fx.config("docker-archive:py312-again.tar"))
+    );
 }

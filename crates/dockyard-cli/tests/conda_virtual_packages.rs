@@ -98,6 +98,17 @@ fn glibc_of_the_base_sets_the_virtual_package() {
         text(&out.stderr)
     );
 
+    // The lock solved on the glibc base, installed on the busybox one: the
+    // locked package's __glibc need is not met, and --locked says so.
+    let spec = fx.spec("glibc.yml", &plain, "");
+    let out = fx.run(&["build", &spec, "--locked", "-o", "locked-env.tar"]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    for needle in ["glibc.lock", "needsglibc 1.0", "__glibc >=2.34"] {
+        assert!(err.contains(needle), "{needle:?} in: {err}");
+    }
+    assert!(!fx.path("locked-env.tar").exists(), "nothing written");
+
     // A musl base has no __glibc at all.
     let musl = fx.base("musl", &[("lib/ld-musl-x86_64.so.1", b"musl")]);
     let spec = fx.spec("musl.yml", &musl, "");

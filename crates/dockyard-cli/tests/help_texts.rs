@@ -112,7 +112,7 @@ fn global_flags_are_listed_apart_and_parallel_only_where_layers_move() {
             "{verb:?}:\n{text}"
         );
     }
-    for verb in [&["copy"][..], &["push"], &["mutate"]] {
+    for verb in [&["copy"][..], &["push"], &["mutate"], &["build"]] {
         let sides = section(&help(verb), "Source / destination registry options:").join("\n");
         for flag in [
             "--src-creds",

@@ -3,6 +3,7 @@
 //! rewritten to the prefix the environment will have inside the image.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use rattler::install::{Installer, LinkOptions};
 use rattler::package_cache::PackageCache;
@@ -65,6 +66,33 @@ pub fn virtual_packages(list: &[String]) -> Result<Vec<GenericVirtualPackage>> {
         .collect()
 }
 
+/// The HTTP client channels are read with, when a channel is not a local
+/// folder: one that does not answer its connection within `connect`, or
+/// sends nothing for `idle`, is an error rather than a wait (as with the
+/// registry client's timeouts). Local channels need none (and none is set
+/// up: its TLS roots cost a rebuild time).
+pub fn channel_client(
+    channels: &[Channel],
+    connect: Duration,
+    idle: Duration,
+) -> Result<Option<rattler_reqwest::Client>> {
+    if channels.iter().all(|c| c.base_url.url().scheme() == "file") {
+        return Ok(None);
+    }
+    rattler_reqwest::Client::builder()
+        .user_agent(concat!("dockyard/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(connect)
+        .read_timeout(idle)
+        .build()
+        .map(Some)
+        .map_err(|e| Error::Install {
+            reason: format!(
+                "cannot set up the HTTP client for channels: {}",
+                describe(&e)
+            ),
+        })
+}
+
 /// Solve `spec` for `subdir` (and noarch). With `offline`, only cached
 /// repodata is read.
 pub async fn solve(
@@ -72,6 +100,7 @@ pub async fn solve(
     subdir: Subdir,
     virtual_packages: Vec<GenericVirtualPackage>,
     cache: &CondaCache,
+    client: Option<&rattler_reqwest::Client>,
     offline: bool,
 ) -> Result<Vec<RepoDataRecord>> {
     let channels = channels(spec)?;
@@ -79,7 +108,11 @@ pub async fn solve(
     if offline {
         source_config.cache_action = CacheAction::ForceCacheOnly;
     }
-    let gateway = Gateway::builder()
+    let mut gateway = Gateway::builder();
+    if let Some(client) = client {
+        gateway.set_client(client.clone());
+    }
+    let gateway = gateway
         .with_cache_dir(cache.repodata())
         .with_package_cache(PackageCache::new(cache.packages()))
         .with_channel_config(rattler_repodata_gateway::ChannelConfig {
@@ -161,6 +194,7 @@ pub async fn install(
     prefix: &str,
     subdir: Subdir,
     cache: &CondaCache,
+    client: Option<&rattler_reqwest::Client>,
     progress_bars: bool,
 ) -> Result<Vec<PrefixRecord>> {
     let mut installer = Installer::new()
@@ -175,6 +209,9 @@ pub async fn install(
             allow_hard_links: Some(false),
             allow_ref_links: Some(false),
         });
+    if let Some(client) = client {
+        installer.set_download_client(client.clone());
+    }
     if progress_bars {
         installer.set_reporter(rattler::install::IndicatifReporter::builder().finish());
     }

@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 
 use dockyard_image::tar::{LayerBuilder, LayerOptions};
 use dockyard_image::{BlobSource, Digest, Layer, Store};
-use rattler_conda_types::{PackageRecord, PrefixRecord, RepoDataRecord};
+use rattler::install::PythonInfo;
+use rattler_conda_types::{PackageRecord, PrefixRecord, RepoDataRecord, Subdir};
 use serde_json::{json, Value};
 
 use crate::error::{Error, Result};
@@ -89,20 +90,74 @@ pub fn group_packages(
     }
 }
 
-/// The cache key of a package layer: what its bytes depend on.
-fn cache_key(records: &[&PackageRecord], prefix: &str, layering: Layering) -> Result<String> {
-    let mut key = format!("{LAYER_FORMAT}\n{prefix}\n{}\n", layering.name());
-    for p in records {
-        let sha = p.sha256.map(hex::encode).ok_or_else(|| Error::Install {
-            reason: format!(
-                "package {} has no sha256 in its channel's repodata: its layer cannot be cached",
-                package_label(p)
-            ),
-        })?;
-        key.push_str(&sha);
-        key.push('\n');
+/// What a package layer's bytes depend on besides the package: its cache
+/// key is made of these and the package's sha256.
+pub struct LayerKeys<'a> {
+    /// The in-image prefix (placeholders are rewritten to it).
+    pub prefix: &'a str,
+    pub layering: Layering,
+    /// Where the solved Python puts `noarch: python` packages (its
+    /// site-packages and interpreter paths), when the environment has one.
+    pub python: Option<String>,
+}
+
+impl<'a> LayerKeys<'a> {
+    pub fn new(
+        prefix: &'a str,
+        layering: Layering,
+        records: &[RepoDataRecord],
+        subdir: Subdir,
+    ) -> Result<Self> {
+        let python = records
+            .iter()
+            .find(|r| r.package_record.name.as_normalized() == "python")
+            .map(|r| {
+                PythonInfo::from_python_record(&r.package_record, subdir)
+                    .map(|info| {
+                        format!(
+                            "{} {}",
+                            info.site_packages_path.display(),
+                            info.path.display()
+                        )
+                    })
+                    .map_err(|e| Error::Install {
+                        reason: format!("{}: {e}", package_label(&r.package_record)),
+                    })
+            })
+            .transpose()?;
+        Ok(LayerKeys {
+            prefix,
+            layering,
+            python,
+        })
     }
-    Ok(Digest::sha256_of(key.as_bytes()).hex().to_string())
+
+    /// The cache key of a layer of `records`. A `noarch: python` package's
+    /// files land where the solved Python says, so its key names that too.
+    fn key(&self, records: &[&PackageRecord]) -> Result<String> {
+        let mut key = format!(
+            "{LAYER_FORMAT}\n{}\n{}\n",
+            self.prefix,
+            self.layering.name()
+        );
+        for p in records {
+            let sha = p.sha256.map(hex::encode).ok_or_else(|| Error::Install {
+                reason: format!(
+                    "package {} has no sha256 in its channel's repodata: its layer cannot be cached",
+                    package_label(p)
+                ),
+            })?;
+            key.push_str(&sha);
+            key.push('\n');
+            if p.noarch.is_python() {
+                key.push_str(&format!(
+                    "python: {}\n",
+                    self.python.as_deref().unwrap_or("none")
+                ));
+            }
+        }
+        Ok(Digest::sha256_of(key.as_bytes()).hex().to_string())
+    }
 }
 
 /// A conda-meta record as the build cache keeps it: without the paths of
@@ -124,16 +179,15 @@ fn cacheable_prefix_record(record: &PrefixRecord, recording: &ChannelRecording) 
 pub fn preinstall_cached(
     store: &Store,
     staging: &Path,
-    prefix: &str,
     records: &[RepoDataRecord],
     recording: &ChannelRecording,
-    layering: Layering,
+    keys: &LayerKeys,
 ) -> Result<usize> {
     let table = store.side_table(BUILD_CACHE_TABLE);
     let meta = staging.join("conda-meta");
     let mut n = 0;
     for r in records {
-        let key = cache_key(&[&r.package_record], prefix, layering)?;
+        let key = keys.key(&[&r.package_record])?;
         let cached = table.get(&key)?;
         if cached_layer(store, &cached)?.is_none() {
             continue;
@@ -188,11 +242,10 @@ fn add_package_files(
 pub fn package_layers(
     store: &Store,
     staging: &Path,
-    prefix: &str,
     ordered: &[PrefixRecord],
     groups: &[Vec<usize>],
     recording: &ChannelRecording,
-    layering: Layering,
+    keys: &LayerKeys,
 ) -> Result<Vec<EnvLayer>> {
     let table = store.side_table(BUILD_CACHE_TABLE);
     let mut out = Vec::new();
@@ -206,7 +259,7 @@ pub fn package_layers(
             .iter()
             .map(|r| &r.repodata_record.package_record)
             .collect();
-        let key = cache_key(&package_records, prefix, layering)?;
+        let key = keys.key(&package_records)?;
         // A layer of one package also keeps its conda-meta record, so a
         // rebuild need not install it again (see `preinstall_cached`).
         let prefix_record = match records.as_slice() {
@@ -234,7 +287,7 @@ pub fn package_layers(
             mtime: 0,
             keep_owner: false,
         });
-        add_package_files(&mut builder, staging, prefix, &records)?;
+        add_package_files(&mut builder, staging, keys.prefix, &records)?;
         let layer = builder.build_in_store(store)?;
         let mut record = json!({
             "digest": layer.digest().to_string(),

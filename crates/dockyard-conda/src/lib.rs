@@ -40,6 +40,8 @@ pub struct BuildOptions {
     pub locked: bool,
     /// Draw the installer's progress bars on stderr (for a terminal).
     pub progress_bars: bool,
+    /// How the image is written (compression for a push, manifest format).
+    pub write: WriteOptions,
 }
 
 /// What a build made.
@@ -163,17 +165,23 @@ pub fn build(dy: &Dockyard, spec: &Spec, opts: &BuildOptions) -> Result<Built> {
         }
     };
     let virtual_packages = environment::virtual_packages(&virtual_names)?;
+    let client = environment::channel_client(
+        &environment::channels(spec)?,
+        dy.options().registry.connect_timeout,
+        dy.options().registry.timeout,
+    )?;
     // A spec given on the command line has no folder to keep a lock in.
     let lock_path = spec.path.is_file().then(|| lock::lock_path(spec));
     let recording = recorded::ChannelRecording::for_spec(spec, &environment::channels(spec)?)?;
     let records = if opts.locked {
-        lock::locked_records(spec, &recording, subdir)?
+        lock::locked_records(spec, &recording, subdir, &virtual_packages)?
     } else {
         dy.block_on(environment::solve(
             spec,
             subdir,
             virtual_packages,
             &cache,
+            client.as_ref(),
             opts.offline,
         ))??
     };
@@ -200,16 +208,10 @@ pub fn build(dy: &Dockyard, spec: &Spec, opts: &BuildOptions) -> Result<Built> {
         .max(1);
     // One layer per package: the packages whose layers are cached are not
     // installed again (their records go into conda-meta first).
+    let keys = layers::LayerKeys::new(&prefix, spec.image.layering, &records, subdir)?;
     let mut skipped = 0;
     if spec.image.layering == spec::Layering::PerPackage && records.len() <= room {
-        skipped = layers::preinstall_cached(
-            &store,
-            staging.path(),
-            &prefix,
-            &records,
-            &recording,
-            spec.image.layering,
-        )?;
+        skipped = layers::preinstall_cached(&store, staging.path(), &records, &recording, &keys)?;
         tracing::debug!("{skipped} packages taken from the build cache without installing");
     }
     // With every package cached there is nothing to install: the prefix is
@@ -227,6 +229,7 @@ pub fn build(dy: &Dockyard, spec: &Spec, opts: &BuildOptions) -> Result<Built> {
             &prefix,
             subdir,
             &cache,
+            client.as_ref(),
             opts.progress_bars,
         ))?
     };
@@ -245,15 +248,8 @@ pub fn build(dy: &Dockyard, spec: &Spec, opts: &BuildOptions) -> Result<Built> {
 
     let ordered = layers::stacking_order(&installed);
     let groups = layers::group_packages(&ordered, spec.image.layering, room);
-    let env_layers = layers::package_layers(
-        &store,
-        staging.path(),
-        &prefix,
-        &ordered,
-        &groups,
-        &recording,
-        spec.image.layering,
-    )?;
+    let env_layers =
+        layers::package_layers(&store, staging.path(), &ordered, &groups, &recording, &keys)?;
 
     // The build time comes from what is built: the newest package.
     let created = records
@@ -264,9 +260,10 @@ pub fn build(dy: &Dockyard, spec: &Spec, opts: &BuildOptions) -> Result<Built> {
         .unwrap_or(0);
     let created_text = dockyard_image::image::rfc3339(created);
     let env_name = spec.name.clone().unwrap_or_else(|| "conda-env".into());
+    let spec_digest = spec.content_sha256();
     let identity = format!(
         "{}-{}",
-        spec.sha256.trim_start_matches("sha256:"),
+        spec_digest.trim_start_matches("sha256:"),
         lock_digest.hex()
     );
     let image_records: Vec<RepoDataRecord> =
@@ -334,7 +331,7 @@ pub fn build(dy: &Dockyard, spec: &Spec, opts: &BuildOptions) -> Result<Built> {
     }
     edits.push(ConfigEdit::Label(
         "org.dockyard.conda.spec.sha256".into(),
-        spec.sha256.clone(),
+        spec_digest,
     ));
     edits.push(ConfigEdit::Label(
         "org.dockyard.conda.lock.sha256".into(),
@@ -342,11 +339,7 @@ pub fn build(dy: &Dockyard, spec: &Spec, opts: &BuildOptions) -> Result<Built> {
     ));
     let image = image.with_config_edits(&edits);
 
-    let written = dy.write(
-        &image.clone().into(),
-        &destination,
-        &WriteOptions::default(),
-    )?;
+    let written = dy.write(&image.clone().into(), &destination, &opts.write)?;
     if let Some(path) = &opts.sbom {
         dockyard_image::atomic::write_atomic(path, &sbom_bytes)?;
     }

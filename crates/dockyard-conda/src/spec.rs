@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use rattler_conda_types::{MatchSpec, ParseStrictness};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
@@ -19,7 +19,7 @@ pub const DEFAULT_PLATFORM: &str = "linux-64";
 pub const DEFAULT_MAX_LAYERS: usize = 100;
 
 /// How the environment's packages become layers.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Layering {
     /// One layer per package (reused across rebuilds and images), plus one
@@ -44,7 +44,7 @@ impl Layering {
 
 /// A command as the spec may write it: a list (exec form) or a string
 /// (shell form, run by `/bin/sh -c`).
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(untagged)]
 pub enum Command {
     Exec(Vec<String>),
@@ -61,7 +61,7 @@ impl Command {
 }
 
 /// The `image:` section.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ImageSection {
     /// Any source dockyard reads, or `scratch` (the default).
@@ -112,8 +112,6 @@ struct RawSpec {
 pub struct Spec {
     /// The file it was read from (errors and relative paths start there).
     pub path: PathBuf,
-    /// Its bytes' sha256, recorded in the image's labels.
-    pub sha256: String,
     pub name: Option<String>,
     /// As written (names, URLs, or paths relative to the spec's folder).
     pub channels: Vec<String>,
@@ -223,7 +221,6 @@ impl Spec {
         }
         Ok(Spec {
             path: path.to_path_buf(),
-            sha256: dockyard_image::Digest::sha256_of(text.as_bytes()).to_string(),
             name: raw.name,
             channels: raw.channels,
             dependencies,
@@ -249,6 +246,26 @@ impl Spec {
         })?;
         // Relative channel paths start from the current directory.
         Spec::parse(Path::new("./the command line"), &text)
+    }
+
+    /// The sha256 of what the spec says, as the image's labels record it:
+    /// its keys and values, not its layout or comments, so a spec file and
+    /// the command line saying the same (`build -c C PACKAGE...`) build
+    /// the same image. The base is left out: where it was read from is no
+    /// part of the image, and its layers are in the manifest.
+    pub fn content_sha256(&self) -> String {
+        let mut image = serde_json::to_value(&self.image)
+            .unwrap_or_else(|_| unreachable!("the image section always serialises"));
+        if let Some(fields) = image.as_object_mut() {
+            fields.remove("base");
+        }
+        let content = serde_json::json!({
+            "name": self.name,
+            "channels": self.channels,
+            "dependencies": self.dependencies.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
+            "image": image,
+        });
+        dockyard_image::Digest::sha256_of(content.to_string().as_bytes()).to_string()
     }
 
     /// The folder relative paths in the spec start from.
