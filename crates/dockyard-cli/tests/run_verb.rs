@@ -329,6 +329,33 @@ fn docker_flag_hands_the_image_to_a_daemon() {
     assert_eq!(text(&out.stdout), "bar 65534\n");
 }
 
+/// The README's main example, as shipped: built on scratch, its static
+/// program runs from the prefix in every runtime and under a Docker daemon.
+#[test]
+fn the_shipped_conda_example_runs_on_scratch() {
+    let Some(fx) = Fx::new() else { return };
+    // The shipped spec beside the fixture channel, which is the shipped one.
+    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/conda");
+    std::fs::copy(shipped.join("env.yml"), fx.path("env.yml")).unwrap();
+    example_channel(&fx.path("channel"));
+    fx.ok(&["build", "env.yml", "-o", "greet.tar"]);
+    let image = "docker-archive:greet.tar";
+    for rt in runtimes() {
+        let run = fx.ok(&["run", "--runtime", rt, image]);
+        assert_eq!(text(&run.stdout), "hello from greet 2\n", "{rt}");
+    }
+    if let Some(daemon) = Dockerd::start() {
+        let run = fx
+            .cmd()
+            .env("DOCKER_HOST", daemon.host())
+            .args(["run", "--docker", image])
+            .output()
+            .unwrap();
+        assert!(run.status.success(), "{}", text(&run.stderr));
+        assert_eq!(text(&run.stdout), "hello from greet 2\n");
+    }
+}
+
 #[test]
 fn a_built_conda_environment_runs_its_tool_from_the_prefix() {
     let Some(fx) = Fx::new() else { return };

@@ -645,6 +645,16 @@ pub fn example_packages() -> Vec<PackageSpec> {
         packages.push(greet);
     }
 
+    // hello 1.0: greet's message printed by a static program, so an image
+    // of it runs on scratch; the message's path is a binary placeholder.
+    let mut hello = PackageSpec::new("hello", "1.0");
+    hello.format = PackageFormat::Conda;
+    hello.depends = vec!["greet".to_string()];
+    hello.files = vec![PackageFile::binary("bin/hello", &static_hello_program())
+        .executable()
+        .with_placeholder()];
+    packages.push(hello);
+
     // python 3.12.0: a stand-in interpreter, enough for solving and noarch
     // python linking (bin/python3.12, lib/python3.12/).
     let mut python = PackageSpec::new("python", "3.12.0");
@@ -697,6 +707,92 @@ pub fn example_packages() -> Vec<PackageSpec> {
     packages
 }
 
+/// A static x86-64 Linux program of 300 bytes, with no C library: it
+/// prints `PLACEHOLDER/share/greet/message.txt` (its path a NUL-terminated
+/// string after the code, which a binary placeholder rewrite shortens and
+/// pads) and exits 0, or exits 1 if the file cannot be read or written
+/// out. The code, assembled from (Intel syntax):
+///
+/// ```text
+///       lea rdi, [rip + path]   ; open(path, O_RDONLY)
+///       xor esi, esi
+///       mov eax, 2
+///       syscall
+///       test eax, eax
+///       js fail
+///       mov r12d, eax           ; the file
+/// again:
+///       mov edi, r12d           ; read(file, 0x500000, 4096)
+///       mov esi, 0x500000
+///       mov edx, 4096
+///       xor eax, eax
+///       syscall
+///       test rax, rax
+///       js fail
+///       jz done
+///       mov rdx, rax            ; write(1, 0x500000, n)
+///       mov edi, 1
+///       mov esi, 0x500000
+///       mov eax, 1
+///       syscall
+///       test rax, rax
+///       js fail
+///       jmp again
+/// done: xor edi, edi            ; exit(0)
+///       mov eax, 60
+///       syscall
+/// fail: mov edi, 1              ; exit(1)
+///       mov eax, 60
+///       syscall
+/// path:
+/// ```
+///
+/// One read-execute segment at 0x400000 holds the headers, the code and the
+/// path; a second, read-write and not in the file, is the buffer at
+/// 0x500000.
+fn static_hello_program() -> Vec<u8> {
+    const CODE: [u8; 95] = [
+        0x48, 0x8d, 0x3d, 0x58, 0x00, 0x00, 0x00, 0x31, 0xf6, 0xb8, 0x02, 0x00, 0x00, 0x00, 0x0f,
+        0x05, 0x85, 0xc0, 0x78, 0x3f, 0x41, 0x89, 0xc4, 0x44, 0x89, 0xe7, 0xbe, 0x00, 0x00, 0x50,
+        0x00, 0xba, 0x00, 0x10, 0x00, 0x00, 0x31, 0xc0, 0x0f, 0x05, 0x48, 0x85, 0xc0, 0x78, 0x26,
+        0x74, 0x1b, 0x48, 0x89, 0xc2, 0xbf, 0x01, 0x00, 0x00, 0x00, 0xbe, 0x00, 0x00, 0x50, 0x00,
+        0xb8, 0x01, 0x00, 0x00, 0x00, 0x0f, 0x05, 0x48, 0x85, 0xc0, 0x78, 0x0b, 0xeb, 0xcd, 0x31,
+        0xff, 0xb8, 0x3c, 0x00, 0x00, 0x00, 0x0f, 0x05, 0xbf, 0x01, 0x00, 0x00, 0x00, 0xb8, 0x3c,
+        0x00, 0x00, 0x00, 0x0f, 0x05,
+    ];
+    const BASE: u64 = 0x40_0000;
+    const BUFFER: u64 = 0x50_0000;
+    const HEADERS: u64 = 64 + 2 * 56;
+    let path = format!("{PLACEHOLDER}/share/greet/message.txt\0");
+    let size = HEADERS + CODE.len() as u64 + path.len() as u64;
+    let mut elf = Vec::new();
+    // ELF header: 64-bit, little-endian, version 1, System V; an x86-64
+    // executable entered at the code, its program headers right after.
+    elf.extend_from_slice(b"\x7fELF\x02\x01\x01\x00");
+    elf.extend_from_slice(&[0; 8]);
+    elf.extend_from_slice(&2u16.to_le_bytes());
+    elf.extend_from_slice(&0x3eu16.to_le_bytes());
+    elf.extend_from_slice(&1u32.to_le_bytes());
+    elf.extend_from_slice(&(BASE + HEADERS).to_le_bytes());
+    elf.extend_from_slice(&64u64.to_le_bytes());
+    elf.extend_from_slice(&0u64.to_le_bytes());
+    elf.extend_from_slice(&0u32.to_le_bytes());
+    for half in [64u16, 56, 2, 64, 0, 0] {
+        elf.extend_from_slice(&half.to_le_bytes());
+    }
+    // PT_LOAD segments: (flags, file size, address, memory size).
+    for (flags, file_size, address, memory) in [(5u32, size, BASE, size), (6, 0, BUFFER, 4096)] {
+        elf.extend_from_slice(&1u32.to_le_bytes());
+        elf.extend_from_slice(&flags.to_le_bytes());
+        for field in [0, address, address, file_size, memory, 0x1000u64] {
+            elf.extend_from_slice(&field.to_le_bytes());
+        }
+    }
+    elf.extend_from_slice(&CODE);
+    elf.extend_from_slice(path.as_bytes());
+    elf
+}
+
 fn greet_script() -> String {
     format!(
         "#!/bin/sh\n\
@@ -716,6 +812,9 @@ fn greet_script() -> String {
 ///   depending on `libgreet >=1.0`: `bin/greet`, a `#!/bin/sh` script that
 ///   prints `$PREFIX/share/greet/message.txt`, its prefix set by a text
 ///   placeholder; the message is `hello from greet\n` or `hello from greet 2\n`.
+/// - `hello 1.0` (linux-64, `.conda`), depending on `greet`: `bin/hello`, a
+///   300-byte static x86-64 program that prints greet's message, its path
+///   set by a binary placeholder (an image of it runs on scratch).
 /// - `python 3.12.0` (linux-64, `.tar.bz2`): a stand-in (`bin/python3.12` sh
 ///   script, `bin/python` and `bin/python3` symlinks, `lib/python3.12/os.py`).
 /// - `pyhello 0.1` (`noarch: python`, `.conda`), depending on `python >=3.12`:

@@ -64,6 +64,7 @@ fn example_channel_is_byte_identical_across_builds() {
         [
             "linux-64/greet-1.0-h0_0.tar.bz2",
             "linux-64/greet-2.0-h0_0.conda",
+            "linux-64/hello-1.0-h0_0.conda",
             "linux-64/libgreet-1.0-h0_0.conda",
             "linux-64/postlinker-1.0-h0_0.tar.bz2",
             "linux-64/python-3.12.0-h0_0_cpython.tar.bz2",
@@ -317,6 +318,7 @@ fn repodata_parses_and_matches_the_files() {
         [
             "linux-64/greet=1.0=h0_0",
             "linux-64/greet=2.0=h0_0",
+            "linux-64/hello=1.0=h0_0",
             "linux-64/libgreet=1.0=h0_0",
             "linux-64/postlinker=1.0=h0_0",
             "linux-64/python=3.12.0=h0_0_cpython",
@@ -388,6 +390,7 @@ async fn rattler_links_the_packages_into_a_prefix() {
         ("linux-64", "greet-1.0-h0_0.tar.bz2"),
         ("linux-64", "python-3.12.0-h0_0_cpython.tar.bz2"),
         ("noarch", "pyhello-0.1-pyh0_0.conda"),
+        ("linux-64", "hello-1.0-h0_0.conda"),
     ];
     let extracted: Vec<_> = packages
         .iter()
@@ -455,6 +458,26 @@ async fn rattler_links_the_packages_into_a_prefix() {
         .expect("run bin/greet");
     assert!(out.status.success(), "{out:?}");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hello from greet\n");
+
+    // 3. bin/hello, a static program, finds the message through its binary
+    // placeholder, rewritten to this prefix (and fails without the file).
+    if cfg!(all(target_os = "linux", target_arch = "x86_64")) {
+        link_package(
+            extracted[4].path(),
+            &live,
+            &driver,
+            InstallOptions::default(),
+        )
+        .await
+        .expect("link hello");
+        let hello = live.path().join("bin/hello");
+        let out = Command::new(&hello).output().expect("run bin/hello");
+        assert!(out.status.success(), "{out:?}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "hello from greet\n");
+        fs::remove_file(live.path().join("share/greet/message.txt")).expect("remove message");
+        let out = Command::new(&hello).output().expect("run bin/hello");
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+    }
 }
 
 /// The channel the repository ships in examples/conda/channel is what the
