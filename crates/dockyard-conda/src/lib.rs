@@ -137,6 +137,11 @@ pub fn build(dy: &Dockyard, spec: &Spec, opts: &BuildOptions) -> Result<Built> {
             spec.image.tag.clone().unwrap_or_else(|| "latest".into())
         ),
     };
+    // A missing host file fails before anything is solved or downloaded.
+    for host in spec.image.files.keys() {
+        let path = spec.dir().join(host);
+        std::fs::symlink_metadata(&path).map_err(|e| Error::Io { path, source: e })?;
+    }
     // A bad destination fails before anything is solved or downloaded.
     match dy.location(&destination)? {
         Location::DockerArchive { path, .. }
@@ -186,9 +191,6 @@ pub fn build(dy: &Dockyard, spec: &Spec, opts: &BuildOptions) -> Result<Built> {
         ))??
     };
     let lock_text = lock::render(spec, &recording, subdir, &virtual_names, &records)?;
-    if let (Some(path), false) = (&lock_path, opts.locked) {
-        dockyard_image::atomic::write_atomic(path, lock_text.as_bytes())?;
-    }
     let lock_digest = dockyard_image::Digest::sha256_of(lock_text.as_bytes());
 
     let staging = tempfile::Builder::new()
@@ -316,6 +318,11 @@ pub fn build(dy: &Dockyard, spec: &Spec, opts: &BuildOptions) -> Result<Built> {
     }
     if let Some(e) = &spec.image.entrypoint {
         edits.push(ConfigEdit::Entrypoint(e.argv()));
+        // As a Dockerfile's ENTRYPOINT: the base's Cmd was an argument to
+        // the base's entrypoint, not to this one.
+        if spec.image.cmd.is_none() {
+            edits.push(ConfigEdit::Cmd(Vec::new()));
+        }
     }
     if let Some(c) = &spec.image.cmd {
         edits.push(ConfigEdit::Cmd(c.argv()));
@@ -342,6 +349,10 @@ pub fn build(dy: &Dockyard, spec: &Spec, opts: &BuildOptions) -> Result<Built> {
     let written = dy.write(&image.clone().into(), &destination, &opts.write)?;
     if let Some(path) = &opts.sbom {
         dockyard_image::atomic::write_atomic(path, &sbom_bytes)?;
+    }
+    // The lock is written once the image is: a failed build leaves none.
+    if let (Some(path), false) = (&lock_path, opts.locked) {
+        dockyard_image::atomic::write_atomic(path, lock_text.as_bytes())?;
     }
     drop(staging);
     Ok(Built {
