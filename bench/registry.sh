@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Registry benchmark: pull and push of a ~220 MB, 4-layer image (busybox
 # base + 3 filler layers, half random / half compressible) through a local
-# docker-registry, dockyard vs skopeo vs python-docker 0.2.0, in one run.
-# Prints wall time and peak RSS (/usr/bin/time -v) and the ratios, and the
-# bytes an unchanged re-push uploads. Not a test: nothing here asserts.
+# docker-registry, dockyard vs skopeo vs python-docker 0.2.0 (and, for the
+# pulls into an OCI layout, oci-client 0.18 through bench/oci-client-pull),
+# in one run. Prints wall time and peak RSS (/usr/bin/time -v) and the
+# ratios, and the bytes an unchanged re-push uploads. Not a test: nothing
+# here asserts.
 #
 #   bash bench/registry.sh
 # Needs: docker-registry, skopeo, busybox-static, GNU time, python3 -m venv
-# (python-docker is pip-installed into target/bench/venv on first run).
+# (python-docker is pip-installed into target/bench/venv on first run;
+# bench/oci-client-pull is built into target/bench/oci-client-target).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 for t in docker-registry skopeo busybox; do
@@ -16,6 +19,13 @@ done
 [ -x /usr/bin/time ] || { echo "bench needs GNU time (apt-get install time)"; exit 1; }
 cargo build --release -q -p dockyard-cli
 dockyard=$PWD/target/release/dockyard
+# oci-client 0.18 peer: a standalone crate (not a workspace member), rebuilt
+# only when its sources are newer than the binary.
+ocp=$PWD/bench/oci-client-pull
+ociclient=$PWD/target/bench/oci-client-target/release/oci-client-pull
+if [ ! -x "$ociclient" ] || [ -n "$(find "$ocp/Cargo.toml" "$ocp/Cargo.lock" "$ocp/src" -newer "$ociclient" 2>/dev/null)" ]; then
+  cargo build --release -q --manifest-path "$ocp/Cargo.toml" --target-dir "$PWD/target/bench/oci-client-target"
+fi
 work=${BENCH_DIR:-$PWD/target/bench}
 mkdir -p "$work"
 run=$(mktemp -d "$work/run.XXXX")
@@ -50,8 +60,8 @@ fi
 
 # --- the uncompressed-layer image users push, built once and cached ---
 # 4 layers, ~300 MB uncompressed: a Debian minbase rootfs (debootstrap,
-# cached in $BENCH_CACHE; /usr of this machine if Debian's mirror is out of
-# reach), a half-compressible layer, a text layer of 3,000 files, a random
+# cached in $BENCH_CACHE; the bench stops if it cannot be made, since no
+# stand-in is the same image), a half-compressible layer, a text layer of 3,000 files, a random
 # layer. Written by mutate ($work/imgraw: OCI layout, uncompressed layers)
 # and by skopeo as a docker-archive ($work/imgraw.tar).
 cache=${BENCH_CACHE:-/work/bench-cache}
@@ -59,9 +69,11 @@ if [ ! -f "$work/imgraw.tar" ]; then
   rootfs=$cache/bookworm-minbase
   if [ ! -x "$rootfs/bin/sh" ]; then
     mkdir -p "$cache"
-    if ! { command -v debootstrap >/dev/null && debootstrap --variant=minbase bookworm "$rootfs" >"$cache/debootstrap.log" 2>&1; }; then
-      echo "debootstrap failed (see $cache/debootstrap.log): this machine's /usr is the base layer"
-      rm -rf "$rootfs"; mkdir -p "$rootfs/bin"; cp -a /usr "$rootfs/usr"; ln -s /usr/bin/sh "$rootfs/bin/sh"
+    command -v debootstrap >/dev/null || { echo "bench needs debootstrap (apt-get install debootstrap)"; exit 1; }
+    if ! debootstrap --variant=minbase bookworm "$rootfs" >"$cache/debootstrap.log" 2>&1; then
+      rm -rf "$rootfs"
+      echo "debootstrap failed (see $cache/debootstrap.log): the bench needs Debian's mirror once"
+      exit 1
     fi
   fi
   # As an image's rootfs: no package cache, an empty /dev (no device nodes in layers).
@@ -122,12 +134,13 @@ measure() {
 
 row() { printf '%-46s %9.2f s %9.1f MB\n' "$1" "$2" "$(echo "$3 / 1024" | bc -l)"; }
 ratio() { printf '  ratio %-38s time %.2f   rss %.2f\n' "$1" "$(echo "$2 / $4" | bc -l)" "$(echo "$3 / $5" | bc -l)"; }
-# table CASE DOCKYARD_S SKOPEO_S PYTHON_DOCKER_S DOCKYARD_RSS_KB SKOPEO_RSS_KB PUSHED: one summary row.
+# table CASE DOCKYARD_S SKOPEO_S PYTHON_DOCKER_S OCI_CLIENT DOCKYARD_RSS_KB SKOPEO_RSS_KB PUSHED:
+# one summary row; PYTHON_DOCKER_S and OCI_CLIENT are preformatted cells, "-" where the tool does not apply.
 table() {
-  local bytes=$7
-  [ "$bytes" != "-" ] && bytes=$(echo "$7" | awk '{printf "%.1f / %.1f MB", $1/1e6, $3/1e6}')
-  printf '| %-32s | %6.2f s | %6.2f s | %13s | %5.2f | %3.0f MB / %3.0f MB | %-23s |\n' "$1" "$2" "$3" "$4" \
-    "$(echo "$2 / $3" | bc -l)" "$(echo "$5 / 1024" | bc -l)" "$(echo "$6 / 1024" | bc -l)" "$bytes" >> "$run/table"
+  local bytes=$8
+  [ "$bytes" != "-" ] && bytes=$(echo "$8" | awk '{printf "%.1f / %.1f MB", $1/1e6, $3/1e6}')
+  printf '| %-32s | %6.2f s | %6.2f s | %13s | %15s | %5.2f | %3.0f MB / %3.0f MB | %-23s |\n' "$1" "$2" "$3" "$4" "$5" \
+    "$(echo "$2 / $3" | bc -l)" "$(echo "$6 / 1024" | bc -l)" "$(echo "$7 / 1024" | bc -l)" "$bytes" >> "$run/table"
 }
 
 # --- seed the source registry (gzip layers, compressed by dockyard once) ---
@@ -175,14 +188,19 @@ img.write_filename(sys.argv[1])
 PY
 read -r p1w p1r < <(best3 "$work/venv/bin/python" "$run/pd_pull.py" "$run/p-{i}.tar")
 row "python-docker 0.2.0 pull + write" "$p1w" "$p1r"
+read -r o1w o1r < <(best3 "$ociclient" "$SRC/bench/img:1" "$run/o-oci-{i}")
+row "oci-client 0.18 pull → oci layout" "$o1w" "$o1r"
 ratio "dockyard/skopeo (docker-archive)" "$d2w" "$d2r" "$s1w" "$s1r"
 ratio "dockyard/skopeo (oci layout)" "$d3w" "$d3r" "$s2w" "$s2r"
 ratio "dockyard store/skopeo oci layout" "$d1w" "$d1r" "$s2w" "$s2r"
 ratio "dockyard/python-docker (docker-archive)" "$d2w" "$d2r" "$p1w" "$p1r"
-table "pull to store (220 MB)" "$d1w" "$s2w" "-" "$d1r" "$s2r" "-"
-table "pull --oci layout (220 MB)" "$d3w" "$s2w" "-" "$d3r" "$s2r" "-"
-table "pull to docker-archive (220 MB)" "$d2w" "$s1w" "$(printf '%.2f s' "$p1w")" "$d2r" "$s1r" "-"
-rm -rf "$run"/d-*.tar "$run"/s-*.tar "$run"/p-*.tar "$run"/d-oci-* "$run"/s-oci-[23] "$run"/c[123]-*
+ratio "dockyard store/oci-client (oci layout)" "$d1w" "$d1r" "$o1w" "$o1r"
+ratio "dockyard/oci-client (oci layout)" "$d3w" "$d3r" "$o1w" "$o1r"
+oc=$(printf '%.2f s, %.0f MB' "$o1w" "$(echo "$o1r / 1024" | bc -l)")
+table "pull to store (220 MB)" "$d1w" "$s2w" "-" "$oc" "$d1r" "$s2r" "-"
+table "pull --oci layout (220 MB)" "$d3w" "$s2w" "-" "$oc" "$d3r" "$s2r" "-"
+table "pull to docker-archive (220 MB)" "$d2w" "$s1w" "$(printf '%.2f s' "$p1w")" "-" "$d2r" "$s1r" "-"
+rm -rf "$run"/d-*.tar "$run"/s-*.tar "$run"/p-*.tar "$run"/d-oci-* "$run"/s-oci-[23] "$run"/o-oci-* "$run"/c[123]-*
 echo
 
 echo "PUSH  (gzip OCI layout → empty registry; median of 3, each run to its own empty registry)"
@@ -201,7 +219,7 @@ read -r s4w s4r < <(printf '%s\n' "${walls_s[@]}" | sort -g | sed -n 2p)
 row "dockyard push" "$d4w" "$d4r"
 row "skopeo copy → docker://" "$s4w" "$s4r"
 ratio "dockyard/skopeo push" "$d4w" "$d4r" "$s4w" "$s4r"
-table "push gzip OCI layout (220 MB)" "$d4w" "$s4w" "-" "$d4r" "$s4r" "-"
+table "push gzip OCI layout (220 MB)" "$d4w" "$s4w" "-" "-" "$d4r" "$s4r" "-"
 DOCKYARD_CACHE="$run/c4-3" "$dockyard" push "oci:$run/s-oci-1:x" "$PD/bench/img:1" >/dev/null 2>"$run/repush.txt"
 echo "unchanged re-push: $(grep -o '[0-9]* blobs uploaded ([0-9]* bytes)' "$run/repush.txt")"
 echo
@@ -230,7 +248,7 @@ push_case() {
   row "skopeo copy → docker:// ($label)" "$sw" "$sr"
   ratio "dockyard/skopeo push ($label)" "$dw" "$dr" "$sw" "$sr"
   printf '  pushed bytes: dockyard %d, skopeo %d (ratio %.4f)\n' "$db" "$sb" "$(echo "$db / $sb" | bc -l)"
-  table "push $label" "$dw" "$sw" "-" "$dr" "$sr" "$db / $sb"
+  table "push $label" "$dw" "$sw" "-" "-" "$dr" "$sr" "$db / $sb"
   # An unchanged re-push from the same store uploads nothing.
   DOCKYARD_CACHE="$run/$4c3" "$dockyard" push "$dsrc" "$dreg/bench/raw:1" >/dev/null 2>"$run/repush.txt"
   echo "  unchanged re-push: $(grep -o '[0-9]* blobs uploaded ([0-9]* bytes)' "$run/repush.txt")"
@@ -251,11 +269,11 @@ row "dockyard pull -o docker-archive (300 MB)" "$d5w" "$d5r"
 read -r s5w s5r < <(best3 skopeo copy -q --src-tls-verify=false "docker://$RAWSRC/bench/raw:1" "docker-archive:$run/s5-{i}.tar:bench/raw:1")
 row "skopeo copy → docker-archive (300 MB)" "$s5w" "$s5r"
 ratio "dockyard/skopeo (docker-archive, 300 MB)" "$d5w" "$d5r" "$s5w" "$s5r"
-table "pull 300 MB to docker-archive" "$d5w" "$s5w" "-" "$d5r" "$s5r" "-"
+table "pull 300 MB to docker-archive" "$d5w" "$s5w" "-" "-" "$d5r" "$s5r" "-"
 rm -rf "$run"/d5-*.tar "$run"/s5-*.tar "$run"/c5-*
 echo
 
-echo "SUMMARY (medians of 3 runs; ratio = dockyard / skopeo wall time; RSS dockyard / skopeo)"
-printf '| %-32s | %8s | %8s | %13s | %5s | %-15s | %-23s |\n' case dockyard skopeo python-docker ratio "peak RSS" "pushed bytes"
-printf '|%s|%s|%s|%s|%s|%s|%s|\n' "$(printf -- '-%.0s' {1..34})" ---------- ---------- --------------- ------- ----------------- -------------------------
+echo "SUMMARY (medians of 3 runs; ratio = dockyard / skopeo wall time; RSS dockyard / skopeo; oci-client: wall time, peak RSS)"
+printf '| %-32s | %8s | %8s | %13s | %15s | %5s | %-15s | %-23s |\n' case dockyard skopeo python-docker oci-client ratio "peak RSS" "pushed bytes"
+printf '|%s|%s|%s|%s|%s|%s|%s|%s|\n' "$(printf -- '-%.0s' {1..34})" ---------- ---------- --------------- ----------------- ------- ----------------- -------------------------
 cat "$run/table"
