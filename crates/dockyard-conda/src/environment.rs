@@ -66,31 +66,30 @@ pub fn virtual_packages(list: &[String]) -> Result<Vec<GenericVirtualPackage>> {
         .collect()
 }
 
-/// The HTTP client channels are read with, when a channel is not a local
-/// folder: one that does not answer its connection within `connect`, or
-/// sends nothing for `idle`, is an error rather than a wait (as with the
-/// registry client's timeouts). Local channels need none (and none is set
-/// up: its TLS roots cost a rebuild time).
+/// The HTTP client channels are read with: one that does not answer its
+/// connection within `connect`, or sends nothing for `idle`, is an error
+/// rather than a wait (as with the registry client's timeouts). With only
+/// local channels nothing is fetched over HTTP, so the client reads no TLS
+/// roots (rattler's default client would read every file of the system's
+/// CA directory on each build, a rebuild's cost).
 pub fn channel_client(
     channels: &[Channel],
     connect: Duration,
     idle: Duration,
-) -> Result<Option<rattler_reqwest::Client>> {
-    if channels.iter().all(|c| c.base_url.url().scheme() == "file") {
-        return Ok(None);
-    }
-    rattler_reqwest::Client::builder()
+) -> Result<rattler_reqwest::Client> {
+    let mut builder = rattler_reqwest::Client::builder()
         .user_agent(concat!("dockyard/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(connect)
-        .read_timeout(idle)
-        .build()
-        .map(Some)
-        .map_err(|e| Error::Install {
-            reason: format!(
-                "cannot set up the HTTP client for channels: {}",
-                describe(&e)
-            ),
-        })
+        .read_timeout(idle);
+    if channels.iter().all(|c| c.base_url.url().scheme() == "file") {
+        builder = builder.tls_certs_only([]);
+    }
+    builder.build().map_err(|e| Error::Install {
+        reason: format!(
+            "cannot set up the HTTP client for channels: {}",
+            describe(&e)
+        ),
+    })
 }
 
 /// Solve `spec` for `subdir` (and noarch). With `offline`, only cached
@@ -100,7 +99,7 @@ pub async fn solve(
     subdir: Subdir,
     virtual_packages: Vec<GenericVirtualPackage>,
     cache: &CondaCache,
-    client: Option<&rattler_reqwest::Client>,
+    client: &rattler_reqwest::Client,
     offline: bool,
 ) -> Result<Vec<RepoDataRecord>> {
     let channels = channels(spec)?;
@@ -108,11 +107,8 @@ pub async fn solve(
     if offline {
         source_config.cache_action = CacheAction::ForceCacheOnly;
     }
-    let mut gateway = Gateway::builder();
-    if let Some(client) = client {
-        gateway.set_client(client.clone());
-    }
-    let gateway = gateway
+    let gateway = Gateway::builder()
+        .with_client(client.clone())
         .with_cache_dir(cache.repodata())
         .with_package_cache(PackageCache::new(cache.packages()))
         .with_channel_config(rattler_repodata_gateway::ChannelConfig {
@@ -194,7 +190,7 @@ pub async fn install(
     prefix: &str,
     subdir: Subdir,
     cache: &CondaCache,
-    client: Option<&rattler_reqwest::Client>,
+    client: &rattler_reqwest::Client,
     progress_bars: bool,
 ) -> Result<Vec<PrefixRecord>> {
     let mut installer = Installer::new()
@@ -209,9 +205,7 @@ pub async fn install(
             allow_hard_links: Some(false),
             allow_ref_links: Some(false),
         });
-    if let Some(client) = client {
-        installer.set_download_client(client.clone());
-    }
+    installer.set_download_client(client.clone());
     if progress_bars {
         installer.set_reporter(rattler::install::IndicatifReporter::builder().finish());
     }

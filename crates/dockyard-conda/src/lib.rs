@@ -186,7 +186,7 @@ pub fn build(dy: &Dockyard, spec: &Spec, opts: &BuildOptions) -> Result<Built> {
             subdir,
             virtual_packages,
             &cache,
-            client.as_ref(),
+            &client,
             opts.offline,
         ))??
     };
@@ -231,7 +231,7 @@ pub fn build(dy: &Dockyard, spec: &Spec, opts: &BuildOptions) -> Result<Built> {
             &prefix,
             subdir,
             &cache,
-            client.as_ref(),
+            &client,
             opts.progress_bars,
         ))?
     };

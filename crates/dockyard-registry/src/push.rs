@@ -877,25 +877,7 @@ impl Registry {
         } else {
             image.layers().to_vec()
         };
-        // Which layers the repository already has, asked all at once: a
-        // rebuild of a many-layer image (one layer per conda package) then
-        // waits for one round of HEADs, not one per `parallel` layers.
-        let scope = Scope::push(&repo);
-        let present: HashSet<Digest> = stream::iter(
-            layers
-                .iter()
-                .filter(|l| !(compress && held_uncompressed(l)))
-                .map(|l| l.digest().clone()),
-        )
-        .map(|d| {
-            let (repo, scope) = (&repo, &scope);
-            async move { Ok::<_, RegistryError>((self.has_blob(repo, &d, scope).await?, d)) }
-        })
-        .buffer_unordered(EXISTENCE_CHECKS_AT_ONCE)
-        .try_filter_map(|(has, d)| async move { Ok(has.then_some(d)) })
-        .try_collect()
-        .await?;
-        let present = &present;
+        let needs_compression = |l: &Layer| compress && held_uncompressed(l);
         // Layers that look incompressible compress first: stored rather than
         // deflated, they compress in a fraction of their upload time, so
         // their upload overlaps the compression of the others instead of
@@ -905,7 +887,7 @@ impl Registry {
             let sampled: Vec<(usize, Layer)> = layers
                 .iter()
                 .enumerate()
-                .filter(|(_, l)| compress && held_uncompressed(l) && l.size() >= SAMPLED_LAYER_SIZE)
+                .filter(|(_, l)| needs_compression(l) && l.size() >= SAMPLED_LAYER_SIZE)
                 .map(|(i, l)| (i, l.clone()))
                 .collect();
             tokio::task::spawn_blocking(move || {
@@ -926,30 +908,70 @@ impl Registry {
                 reason: format!("layer sampling failed: {e}"),
             })?
         };
+        // Which of the other layers the repository already has, asked all
+        // at once: a rebuild of a many-layer image (one layer per conda
+        // package) then waits for one round of HEADs, not one per
+        // `parallel` layers. The layers to compress need no asking (their
+        // digest is known only once compressed): they start at once, their
+        // compression and upload overlapping the round.
+        let scope = Scope::push(&repo);
+        let asked: Vec<Digest> = layers
+            .iter()
+            .filter(|l| !needs_compression(l))
+            .map(|l| l.digest().clone())
+            .collect();
+        let (present_tx, present_rx) = tokio::sync::watch::channel(None::<Arc<HashSet<Digest>>>);
+        let existence_round = async {
+            let present: HashSet<Digest> = stream::iter(asked)
+                .map(|d| {
+                    let (repo, scope) = (&repo, &scope);
+                    async move {
+                        Ok::<_, RegistryError>((self.has_blob(repo, &d, scope).await?, d))
+                    }
+                })
+                .buffer_unordered(EXISTENCE_CHECKS_AT_ONCE)
+                .try_filter_map(|(has, d)| async move { Ok(has.then_some(d)) })
+                .try_collect()
+                .await?;
+            let _ = present_tx.send(Some(Arc::new(present)));
+            Ok::<_, RegistryError>(())
+        };
         let mut order: Vec<(usize, Layer)> = layers.into_iter().enumerate().collect();
-        order.sort_by_key(|(i, _)| !compress_first.contains(i));
-        let mut layers: Vec<(usize, Layer)> = stream::iter(order.into_iter().map(|(i, l)| {
+        order.sort_by_key(|(i, l)| (!needs_compression(l), !compress_first.contains(i)));
+        let layer_pushes = stream::iter(order.into_iter().map(|(i, l)| {
             let counters = Arc::clone(&counters);
             let (repo, meter, compressing) = (repo.clone(), &meter, &compressing);
+            let mut present = present_rx.clone();
             async move {
-                let (l, o) = if present.contains(l.digest()) {
-                    (l, BlobOutcome::Existing)
-                } else if compress && held_uncompressed(&l) {
+                let (l, o) = if needs_compression(&l) {
                     self.push_compressing(&repo, l, compressing, store, meter)
                         .await?
                 } else {
-                    let o = self
-                        .push_blob_checked(
-                            &repo,
-                            l.digest(),
-                            l.size(),
-                            l.source(),
-                            store,
-                            meter,
-                            true,
-                        )
-                        .await?;
-                    (l, o)
+                    // A failed round ends the push with its own error.
+                    let known = present
+                        .wait_for(Option::is_some)
+                        .await
+                        .map_err(|_| RegistryError::Internal {
+                            reason: "the existence checks stopped".into(),
+                        })?
+                        .clone()
+                        .unwrap_or_default();
+                    if known.contains(l.digest()) {
+                        (l, BlobOutcome::Existing)
+                    } else {
+                        let o = self
+                            .push_blob_checked(
+                                &repo,
+                                l.digest(),
+                                l.size(),
+                                l.source(),
+                                store,
+                                meter,
+                                true,
+                            )
+                            .await?;
+                        (l, o)
+                    }
                 };
                 tally(o, &counters);
                 Ok::<_, RegistryError>((i, l))
@@ -957,8 +979,25 @@ impl Registry {
         }))
         // Ordered, so the compression turns are taken in this order.
         .buffered(self.opts.parallel.max(1))
-        .try_collect()
-        .await?;
+        .try_collect::<Vec<(usize, Layer)>>();
+        // The config does not change with the layers' compression (it names
+        // their diff_ids): it goes up beside them.
+        let config_push = async {
+            let config = BlobSource::Bytes(Arc::new(image.config_raw().to_vec()));
+            let o = self
+                .push_blob(
+                    &repo,
+                    &image.config_digest(),
+                    image.config_raw().len() as u64,
+                    &config,
+                    store,
+                    &meter,
+                )
+                .await?;
+            tally(o, &counters);
+            Ok::<_, RegistryError>(())
+        };
+        let ((), mut layers, ()) = tokio::try_join!(existence_round, layer_pushes, config_push)?;
         // The manifest lists the layers as the image does.
         layers.sort_by_key(|(i, _)| *i);
         let layers: Vec<Layer> = layers.into_iter().map(|(_, l)| l).collect();
@@ -969,18 +1008,6 @@ impl Registry {
         } else {
             image.clone()
         };
-        let config = BlobSource::Bytes(Arc::new(image.config_raw().to_vec()));
-        let o = self
-            .push_blob(
-                &repo,
-                &image.config_digest(),
-                image.config_raw().len() as u64,
-                &config,
-                store,
-                &meter,
-            )
-            .await?;
-        tally(o, &counters);
         let tag = reference.push_target();
         let digest = self
             .put_manifest(
