@@ -435,6 +435,7 @@ impl Image {
                     &WriteOptions {
                         compression,
                         format,
+                        ..WriteOptions::default()
                     },
                 )
             })

@@ -602,6 +602,7 @@ fn run(cli: Cli) -> CliResult {
             let write = WriteOptions {
                 compression: parse_compression(&compression)?,
                 format: parse_format(&format)?,
+                ..WriteOptions::default()
             };
             // A push sends what the source holds: a whole index stays whole.
             let open = OpenOptions {
@@ -695,6 +696,7 @@ fn run(cli: Cli) -> CliResult {
             let write = WriteOptions {
                 compression: parse_compression(&compression)?,
                 format: parse_format(&format)?,
+                ..WriteOptions::default()
             };
             let written = dy.copy(&src, &dst, &open, &write)?;
             report_transfer(&dst, &written);
@@ -968,6 +970,7 @@ fn build(reg: &RegistryArgs, args: BuildArgs) -> CliResult {
             write: WriteOptions {
                 compression: parse_compression(&args.compression)?,
                 format: parse_format(&args.format)?,
+                ..WriteOptions::default()
             },
         },
     )?;

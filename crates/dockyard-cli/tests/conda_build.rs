@@ -330,6 +330,22 @@ fn a_rebuild_after_one_package_changes_reuses_every_other_layer_and_pushes_only_
         .collect();
     // The greet 2.0 layer, the top layer and the config: nothing else.
     assert_eq!(uploaded.len(), 3, "{uploaded:#?}");
+    // The layers taken from the build cache were asked about while greet
+    // 2.0 was installed (busybox and 4 packages), and none twice: the push
+    // was handed the answer.
+    let heads: Vec<String> = proxy
+        .requests()
+        .iter()
+        .filter(|r| r.method == "HEAD" && r.path.contains("/blobs/"))
+        .map(|r| r.path.clone())
+        .collect();
+    let distinct: std::collections::BTreeSet<&String> = heads.iter().collect();
+    assert_eq!(
+        distinct.len(),
+        heads.len(),
+        "a blob asked twice: {heads:#?}"
+    );
+    assert!(heads.len() >= 5, "{heads:#?}");
 
     // The stored image's layers: all but greet's and the top one are the
     // first build's, byte for byte.

@@ -175,23 +175,23 @@ fn cacheable_prefix_record(record: &PrefixRecord, recording: &ChannelRecording) 
 /// the packages whose layers the build cache already holds (its own layer
 /// each, the same repodata record as solved), so the installer treats them
 /// as installed and neither fetches, extracts nor copies them; their
-/// layers are taken from the cache. Returns how many.
+/// layers are taken from the cache. Returns those layers' diff_ids.
 pub fn preinstall_cached(
     store: &Store,
     staging: &Path,
     records: &[RepoDataRecord],
     recording: &ChannelRecording,
     keys: &LayerKeys,
-) -> Result<usize> {
+) -> Result<Vec<Digest>> {
     let table = store.side_table(BUILD_CACHE_TABLE);
     let meta = staging.join("conda-meta");
-    let mut n = 0;
+    let mut taken = Vec::new();
     for r in records {
         let key = keys.key(&[&r.package_record])?;
         let cached = table.get(&key)?;
-        if cached_layer(store, &cached)?.is_none() {
+        let Some(layer) = cached_layer(store, &cached)? else {
             continue;
-        }
+        };
         let Some(mut record) = cached
             .as_ref()
             .and_then(|v| v.get("prefix_record"))
@@ -216,9 +216,9 @@ pub fn preinstall_cached(
             reason: format!("conda-meta record {}: {e}", path.display()),
         })?;
         std::fs::write(&path, bytes).map_err(|e| Error::Io { path, source: e })?;
-        n += 1;
+        taken.push(layer.diff_id().clone());
     }
-    Ok(n)
+    Ok(taken)
 }
 
 /// The files of `records` under `staging`, placed under `prefix`.

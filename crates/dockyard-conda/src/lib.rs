@@ -13,11 +13,13 @@ pub mod recorded;
 pub mod sbom;
 pub mod spec;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::str::FromStr;
 
 use dockyard::{ConfigEdit, Dockyard, Image, Location, Platform, WriteOptions, Written};
+use dockyard_image::media::Compression;
+use dockyard_image::Digest;
 use rattler_conda_types::{RepoDataRecord, Subdir};
 
 pub use error::{Error, Result};
@@ -108,6 +110,52 @@ fn config_env(image: &Image) -> BTreeMap<String, String> {
         .filter_map(|e| e.split_once('='))
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
+}
+
+/// The round of existence checks a push to a registry waits for, asked
+/// while the new packages install and layer: which of the pushed forms of
+/// the layers taken from the build cache (`diff_ids`) the destination's
+/// repository already holds. On another thread, with a facade of its own.
+fn ask_registry_early(
+    dy: &Dockyard,
+    store: &dockyard_image::Store,
+    destination: &str,
+    diff_ids: &[Digest],
+    write: &WriteOptions,
+) -> Result<Option<EarlyCheck>> {
+    if !matches!(dy.location(destination)?, Location::Registry(_)) {
+        return Ok(None);
+    }
+    let mut pushed = Vec::new();
+    for d in diff_ids {
+        if write.compression == Compression::None {
+            pushed.push(d.clone());
+        } else if let Some((digest, _)) = store.lookup_compressed(d, write.compression)? {
+            pushed.push(digest);
+        }
+    }
+    if pushed.is_empty() {
+        return Ok(None);
+    }
+    let (options, destination) = (dy.options().clone(), destination.to_string());
+    Ok(Some(std::thread::spawn(move || {
+        Dockyard::new(options).blobs_present(&destination, pushed)
+    })))
+}
+
+type EarlyCheck = std::thread::JoinHandle<dockyard::Result<HashSet<Digest>>>;
+
+/// What the early round found; nothing if it failed (the push then asks
+/// again, and reports what is wrong).
+fn answer_of_early_check(check: EarlyCheck) -> HashSet<Digest> {
+    match check.join() {
+        Ok(Ok(present)) => present,
+        Ok(Err(e)) => {
+            tracing::debug!("early existence checks failed: {e}");
+            HashSet::new()
+        }
+        Err(_) => HashSet::new(),
+    }
 }
 
 /// Build `spec` into an image and write it.
@@ -211,11 +259,16 @@ pub fn build(dy: &Dockyard, spec: &Spec, opts: &BuildOptions) -> Result<Built> {
     // One layer per package: the packages whose layers are cached are not
     // installed again (their records go into conda-meta first).
     let keys = layers::LayerKeys::new(&prefix, spec.image.layering, &records, subdir)?;
-    let mut skipped = 0;
+    let mut taken = Vec::new();
     if spec.image.layering == spec::Layering::PerPackage && records.len() <= room {
-        skipped = layers::preinstall_cached(&store, staging.path(), &records, &recording, &keys)?;
-        tracing::debug!("{skipped} packages taken from the build cache without installing");
+        taken = layers::preinstall_cached(&store, staging.path(), &records, &recording, &keys)?;
+        tracing::debug!(
+            "{} packages taken from the build cache without installing",
+            taken.len()
+        );
     }
+    let skipped = taken.len();
+    let early_check = ask_registry_early(dy, &store, &destination, &taken, &opts.write)?;
     // With every package cached there is nothing to install: the prefix is
     // made as the installer makes one (conda-meta/history, CACHEDIR.TAG).
     let installed = if skipped == records.len() && !records.is_empty() {
@@ -346,7 +399,11 @@ pub fn build(dy: &Dockyard, spec: &Spec, opts: &BuildOptions) -> Result<Built> {
     ));
     let image = image.with_config_edits(&edits);
 
-    let written = dy.write(&image.clone().into(), &destination, &opts.write)?;
+    let write = WriteOptions {
+        known_present: early_check.map(answer_of_early_check).unwrap_or_default(),
+        ..opts.write.clone()
+    };
+    let written = dy.write(&image.clone().into(), &destination, &write)?;
     if let Some(path) = &opts.sbom {
         dockyard_image::atomic::write_atomic(path, &sbom_bytes)?;
     }

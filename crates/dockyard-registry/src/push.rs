@@ -28,6 +28,9 @@ use crate::sources::{known_sources, record_blob_source};
 pub struct PushOptions {
     /// How layers that exist only uncompressed are compressed.
     pub compression: Compression,
+    /// Blobs the repository was just seen to hold (by `blobs_present`,
+    /// asked while the image was being built): not asked again.
+    pub known_present: HashSet<Digest>,
 }
 
 /// HEAD requests in flight when asking which layers a repository has.
@@ -37,6 +40,7 @@ impl Default for PushOptions {
     fn default() -> Self {
         PushOptions {
             compression: Compression::Gzip,
+            known_present: HashSet::new(),
         }
     }
 }
@@ -804,6 +808,32 @@ impl Registry {
         Ok(())
     }
 
+    /// Which of `digests` the repository of `reference` holds, asked all
+    /// at once (a build asks this of its cached layers while it makes the
+    /// new ones, and hands the answer to `push` as `known_present`).
+    pub async fn blobs_present(
+        &self,
+        reference: &Reference,
+        digests: Vec<Digest>,
+    ) -> Result<HashSet<Digest>> {
+        let repo = reference.repository().to_string();
+        self.present_in(&repo, &Scope::push(&repo), digests).await
+    }
+
+    async fn present_in(
+        &self,
+        repo: &str,
+        scope: &Scope,
+        digests: Vec<Digest>,
+    ) -> Result<HashSet<Digest>> {
+        stream::iter(digests)
+            .map(|d| async move { Ok::<_, RegistryError>((self.has_blob(repo, &d, scope).await?, d)) })
+            .buffer_unordered(EXISTENCE_CHECKS_AT_ONCE)
+            .try_filter_map(|(has, d)| async move { Ok(has.then_some(d)) })
+            .try_collect()
+            .await
+    }
+
     /// Push `image` as `reference`. Layers held only uncompressed are
     /// compressed first (and the result remembered in the store).
     pub async fn push(
@@ -917,22 +947,13 @@ impl Registry {
         let scope = Scope::push(&repo);
         let asked: Vec<Digest> = layers
             .iter()
-            .filter(|l| !needs_compression(l))
+            .filter(|l| !needs_compression(l) && !opts.known_present.contains(l.digest()))
             .map(|l| l.digest().clone())
             .collect();
         let (present_tx, present_rx) = tokio::sync::watch::channel(None::<Arc<HashSet<Digest>>>);
         let existence_round = async {
-            let present: HashSet<Digest> = stream::iter(asked)
-                .map(|d| {
-                    let (repo, scope) = (&repo, &scope);
-                    async move {
-                        Ok::<_, RegistryError>((self.has_blob(repo, &d, scope).await?, d))
-                    }
-                })
-                .buffer_unordered(EXISTENCE_CHECKS_AT_ONCE)
-                .try_filter_map(|(has, d)| async move { Ok(has.then_some(d)) })
-                .try_collect()
-                .await?;
+            let mut present = self.present_in(&repo, &scope, asked).await?;
+            present.extend(opts.known_present.iter().cloned());
             let _ = present_tx.send(Some(Arc::new(present)));
             Ok::<_, RegistryError>(())
         };

@@ -26,6 +26,7 @@ mod inspect;
 mod mutation;
 mod run;
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
@@ -106,6 +107,10 @@ pub struct WriteOptions {
     pub compression: Compression,
     /// Convert an image's manifest to this family (default: keep).
     pub format: Option<Format>,
+    /// For a registry destination: blobs its repository was just seen to
+    /// hold (`blobs_present`, asked while the image was built), not asked
+    /// again.
+    pub known_present: HashSet<Digest>,
 }
 
 impl Default for WriteOptions {
@@ -113,6 +118,7 @@ impl Default for WriteOptions {
         WriteOptions {
             compression: Compression::Gzip,
             format: None,
+            known_present: HashSet::new(),
         }
     }
 }
@@ -331,6 +337,21 @@ impl Dockyard {
         }
     }
 
+    /// Which of `digests` a registry destination's repository holds (for
+    /// any other destination: none), asked all at once. A build asks this
+    /// of the layers it already has while it makes the new ones, and hands
+    /// the answer to `write` as `WriteOptions::known_present`, so the push
+    /// does not wait for the round.
+    pub fn blobs_present(&self, dest: &str, digests: Vec<Digest>) -> Result<HashSet<Digest>> {
+        match self.location(dest)? {
+            Location::Registry(r) if !digests.is_empty() => {
+                let client = self.registry(r.registry())?;
+                Ok(self.block_on(client.blobs_present(&r, digests))??)
+            }
+            _ => Ok(HashSet::new()),
+        }
+    }
+
     /// The same tree with every lazily opened registry blob fetched into
     /// the store (resumable, verified) and read from there, and the hold
     /// on the store to keep while the result is in use (so no prune runs).
@@ -364,6 +385,7 @@ impl Dockyard {
             Manifest::Image(image) => {
                 let push_opts = dockyard_registry::PushOptions {
                     compression: opts.compression,
+                    known_present: opts.known_present.clone(),
                 };
                 let pushed =
                     self.block_on(client.push(image, r, &store, &push_opts, progress))??;

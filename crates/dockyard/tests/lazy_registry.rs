@@ -314,3 +314,65 @@ fn copy_between_registries_streams_each_layer_once_and_stores_nothing() {
         )
         .unwrap();
 }
+
+/// `blobs_present` names exactly the blobs a repository holds, and a push
+/// given them as `known_present` asks nothing more about them.
+#[test]
+fn blobs_present_names_what_a_repository_holds_and_a_push_does_not_ask_again() {
+    let Some(registry) = RegistryGuard::start(Mode::Open) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let dy = facade(&tmp.path().join("store"));
+    let image = test_image_for(22, 3, 50_000, &Platform::host());
+    let dest = format!("docker://{}/known/app:1", registry.host());
+    let pushed = dy
+        .write(&image.clone().into(), &dest, &WriteOptions::default())
+        .unwrap();
+    let dockyard::Manifest::Image(pushed) = pushed.manifest else {
+        panic!("an image was pushed")
+    };
+    let layers: Vec<dockyard::Digest> =
+        pushed.layers().iter().map(|l| l.digest().clone()).collect();
+    let absent = dockyard::Digest::sha256_of(b"no such blob");
+    let mut asked = layers.clone();
+    asked.push(absent.clone());
+    let present = dy.blobs_present(&dest, asked.clone()).unwrap();
+    assert_eq!(present.len(), layers.len());
+    assert!(layers.iter().all(|d| present.contains(d)));
+    assert!(!present.contains(&absent));
+    // Another repository of the same registry holds none of them, and a
+    // destination that is no registry holds nothing to ask about.
+    let other = format!("docker://{}/known/other:1", registry.host());
+    assert!(dy.blobs_present(&other, asked.clone()).unwrap().is_empty());
+    let archive = format!("docker-archive:{}", tmp.path().join("x.tar").display());
+    assert!(dy.blobs_present(&archive, asked).unwrap().is_empty());
+
+    // A re-push told what is there sends no HEAD for those layers.
+    let proxy = FaultProxy::start(registry.port(), Fault::None);
+    let through = format!("docker://{}/known/app:2", proxy.host());
+    let written = dy
+        .write(
+            &pushed.clone().into(),
+            &through,
+            &WriteOptions {
+                known_present: present,
+                ..WriteOptions::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(written.transfer.unwrap().blobs_existing, layers.len() + 1);
+    let heads: Vec<String> = proxy
+        .requests()
+        .iter()
+        .filter(|r| r.method == "HEAD")
+        .map(|r| r.path.clone())
+        .collect();
+    assert!(
+        layers
+            .iter()
+            .all(|d| !heads.iter().any(|h| h.contains(&d.to_string()))),
+        "known layers were asked again: {heads:#?}"
+    );
+    assert_eq!(heads.len(), 1, "only the config is asked about: {heads:#?}");
+}
