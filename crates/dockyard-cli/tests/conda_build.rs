@@ -393,21 +393,26 @@ fn a_rebuild_after_one_package_changes_reuses_every_other_layer_and_pushes_only_
 fn the_same_spec_and_lock_give_the_same_digest_with_fresh_caches_and_other_clocks() {
     let Some(fx) = Fx::new() else { return };
     let spec = fx.spec("env.yml", SPEC);
-    let build = |cache: &str, epoch: &str, tmp: &str| {
+    // Each build under its own umask too: what the installer writes (its
+    // history, CACHEDIR.TAG) must not carry the building user's.
+    let build = |cache: &str, epoch: &str, tmp: &str, umask: &str| {
         std::fs::create_dir_all(fx.path(tmp)).unwrap();
-        let out = fx
-            .cmd_with_cache(cache)
+        let out = std::process::Command::new("sh")
+            .args(["-c", &format!("umask {umask} && exec \"$0\" \"$@\"")])
+            .arg(assert_cmd::cargo::cargo_bin("dockyard"))
+            .args(["build", &spec, "--oci", &format!("out-{cache}")])
+            .env("DOCKYARD_CACHE", fx.path(cache))
             .env("SOURCE_DATE_EPOCH", epoch)
             .env("TMPDIR", fx.path(tmp))
-            .args(["build", &spec, "--oci", &format!("out-{cache}")])
+            .current_dir(fx.tmp.path())
             .output()
             .unwrap();
         assert!(out.status.success(), "{}", text(&out.stderr));
         digest_of(&out)
     };
-    let a = build("cache-a", "1", "tmp-a");
-    let b = build("cache-b", "1700000000", "tmp-b");
-    assert_eq!(a, b, "two fresh caches, two clocks: one digest");
+    let a = build("cache-a", "1", "tmp-a", "022");
+    let b = build("cache-b", "1700000000", "tmp-b", "077");
+    assert_eq!(a, b, "two fresh caches, two clocks, two umasks: one digest");
     // --locked installs the lock: the same image again.
     let out = fx.ok(&["build", &spec, "--locked", "--oci", "out-locked"]);
     assert_eq!(digest_of(&out), a);

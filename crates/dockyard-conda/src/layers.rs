@@ -404,6 +404,30 @@ pub fn unowned_files(staging: &Path, records: &[PrefixRecord]) -> Result<Vec<Pat
     Ok(out)
 }
 
+/// A file the installer made in the prefix (conda-meta/history,
+/// CACHEDIR.TAG): its mode came from the building user's umask, so the
+/// layer gets 0644 (0755 if it is executable) whoever builds it. Symbolic
+/// links go as they are.
+fn add_installer_file(builder: &mut LayerBuilder, host: &Path, dest: &str) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let io = |e| Error::Io {
+        path: host.to_path_buf(),
+        source: e,
+    };
+    let meta = std::fs::symlink_metadata(host).map_err(io)?;
+    if !meta.is_file() {
+        builder.add_path(host, dest)?;
+        return Ok(());
+    }
+    let mode = if meta.permissions().mode() & 0o100 != 0 {
+        0o755
+    } else {
+        0o644
+    };
+    builder.add_contents(dest, std::fs::read(host).map_err(io)?, mode)?;
+    Ok(())
+}
+
 /// What the top layer holds besides the installer's own files.
 pub struct TopLayerContents<'a> {
     /// The installed packages (their conda-meta records).
@@ -447,7 +471,7 @@ pub fn top_layer(
                 builder.add_contents(&dest, image_prefix_record(record, recording)?, 0o644)?;
             }
             _ => {
-                builder.add_path(&staging.join(&rel), &dest)?;
+                add_installer_file(&mut builder, &staging.join(&rel), &dest)?;
             }
         }
     }
