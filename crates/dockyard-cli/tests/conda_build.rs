@@ -536,6 +536,23 @@ fn bad_specs_unsolvable_requests_dead_channels_and_stale_locks_are_clear_errors(
     let t = std::time::Instant::now();
     fails(&["build", &spec], &[&format!("127.0.0.1:{dead}")]);
     eprintln!("a dead channel failed after {:?}", t.elapsed());
+    // Beside a channel that works, the error names the dead one alone.
+    let spec = fx.spec(
+        "two.yml",
+        &SPEC.replace(
+            "  - ./channel\n",
+            &format!("  - ./channel\n  - http://127.0.0.1:{dead}/channel\n"),
+        ),
+    );
+    fails(
+        &["build", &spec],
+        &[&format!("channel http://127.0.0.1:{dead}/channel: ")],
+    );
+    let err = text(&fx.run(&["build", &spec]).stderr);
+    assert!(
+        !err.contains("./channel"),
+        "names only the dead channel: {err}"
+    );
     // A channel that takes the connection and never answers: --timeout
     // ends the wait with an error naming it, instead of a hang.
     let silent = dockyard_testsupport::registry::SilentServer::start();

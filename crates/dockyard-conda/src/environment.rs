@@ -116,7 +116,6 @@ pub async fn solve(
             per_channel: Default::default(),
         })
         .finish();
-    let names = spec.channels.join(", ");
     let repodata = gateway
         .query(
             channels.clone(),
@@ -126,9 +125,12 @@ pub async fn solve(
         .recursive(true)
         .execute()
         .await
-        .map_err(|e| Error::Channel {
-            channel: names.clone(),
-            reason: describe(&e),
+        .map_err(|e| {
+            let reason = describe(&e);
+            Error::Channel {
+                channel: failed_channels(spec, &channels, &reason),
+                reason,
+            }
         })?;
     let task = SolverTask {
         virtual_packages,
@@ -146,6 +148,23 @@ pub async fn solve(
             },
         })?;
     Ok(solved.records)
+}
+
+/// The spec's channels a fetch error is about: those whose address it
+/// names (as the spec writes them), else all of them.
+fn failed_channels(spec: &Spec, channels: &[Channel], reason: &str) -> String {
+    let named: Vec<&str> = spec
+        .channels
+        .iter()
+        .zip(channels)
+        .filter(|(_, c)| reason.contains(c.base_url.url().as_str().trim_end_matches('/')))
+        .map(|(written, _)| written.as_str())
+        .collect();
+    if named.is_empty() {
+        spec.channels.join(", ")
+    } else {
+        named.join(", ")
+    }
 }
 
 /// An error and its causes on one line.
