@@ -14,6 +14,7 @@ use dockyard::{
     ConfigEdit, Dockyard, LayerRemoval, Manifest, Mount, Mutation, OpenOptions, Platform,
     RunOptions, WriteOptions,
 };
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
 
@@ -173,23 +174,52 @@ impl Client {
     }
 
     /// Build a conda environment spec into an image; written to `output`
-    /// (any destination) or, without one, to the store as NAME:TAG.
-    #[pyo3(signature = (spec, output=None, locked=false, offline=false, sbom=None, platform=None))]
+    /// (any destination) or, without one, to the store as NAME:TAG. Without
+    /// a spec file, `packages` (match specs) from `channels` make one, as
+    /// `dockyard build -c CHANNEL PACKAGE...` does; `base`, `prefix` and
+    /// `image` (NAME[:TAG]) go over the spec's.
+    #[pyo3(signature = (spec=None, output=None, locked=false, offline=false, sbom=None, platform=None, *, packages=None, channels=None, base=None, prefix=None, image=None))]
     #[allow(clippy::too_many_arguments)] // Python keyword arguments
     fn build(
         &self,
         py: Python<'_>,
-        spec: PathBuf,
+        spec: Option<PathBuf>,
         output: Option<String>,
         locked: bool,
         offline: bool,
         sbom: Option<PathBuf>,
         platform: Option<String>,
+        packages: Option<Vec<String>>,
+        channels: Option<Vec<String>>,
+        base: Option<String>,
+        prefix: Option<String>,
+        image: Option<String>,
     ) -> PyResult<Image> {
         let dy = Arc::clone(&self.dy);
+        let read = match (spec, packages) {
+            (Some(path), None) => dockyard_conda::Spec::read(&path),
+            (None, Some(packages)) if channels.as_ref().is_some_and(|c| !c.is_empty()) => {
+                dockyard_conda::Spec::from_command_line(&channels.unwrap_or_default(), &packages)
+            }
+            (None, Some(_)) => {
+                return Err(PyValueError::new_err(
+                    "build(packages=...) needs channels=[...] to find them in",
+                ))
+            }
+            _ => {
+                return Err(PyValueError::new_err(
+                    "build takes a spec file, or packages=[...] with channels=[...], not both",
+                ))
+            }
+        };
         let image = py
             .detach(|| -> Result<dockyard::Image, dockyard_conda::Error> {
-                let spec = dockyard_conda::Spec::read(&spec)?;
+                let mut spec = read?;
+                spec.set_overrides(&dockyard_conda::SpecOverrides {
+                    base,
+                    prefix,
+                    image,
+                });
                 let built = dockyard_conda::build(
                     &dy,
                     &spec,

@@ -117,3 +117,26 @@ def test_build_a_conda_environment(tmp_path, client):
         bad.write_text("name: x\nchannels: [./channel]\ndependencies: [nosuchpackage]\n")
         dockyard.build(bad)
     assert "nosuchpackage" in str(e.value)
+
+
+def test_build_from_packages_without_a_spec_file(tmp_path, client, monkeypatch):
+    shutil.copytree(REPO / "examples" / "conda" / "channel", tmp_path / "channel")
+    monkeypatch.chdir(tmp_path)
+    dockyard.configure(store=str(tmp_path / "store"))
+    quick = dockyard.build(packages=["hello"], channels=["./channel"], prefix="/opt/env",
+                           image="quick:2", output="oci:%s:2" % (tmp_path / "quick"))
+    config = quick.config
+    assert "CONDA_PREFIX=/opt/env" in config["config"]["Env"]
+    assert any(h.get("created_by", "").startswith("conda: hello 1.0 ")
+               for h in config["history"])
+    # The file saying the same builds the same image.
+    (tmp_path / "same.yml").write_text(
+        "channels: [./channel]\ndependencies: [hello]\n"
+        "image:\n  prefix: /opt/env\n  name: quick\n  tag: '2'\n")
+    from_file = dockyard.build(tmp_path / "same.yml", "oci:%s:2" % (tmp_path / "file"))
+    assert from_file.digest == quick.digest
+    with pytest.raises(ValueError) as e:
+        dockyard.build(packages=["hello"])
+    assert "channels" in str(e.value)
+    with pytest.raises(ValueError):
+        dockyard.build(tmp_path / "same.yml", packages=["hello"], channels=["./channel"])

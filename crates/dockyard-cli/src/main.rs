@@ -903,10 +903,6 @@ impl From<dockyard_conda::Error> for Failure {
 }
 
 fn build(reg: &RegistryArgs, args: BuildArgs) -> CliResult {
-    let (name, tag) = match args.image.as_deref().map(|i| i.rsplit_once(':')) {
-        Some(Some((n, t))) if !t.contains('/') => (Some(n.to_string()), Some(t.to_string())),
-        _ => (args.image.clone(), None),
-    };
     let mut spec = if args.channel.is_empty() {
         if args.args.len() != 1 {
             return Err(usage(
@@ -917,19 +913,11 @@ fn build(reg: &RegistryArgs, args: BuildArgs) -> CliResult {
     } else {
         dockyard_conda::Spec::from_command_line(&args.channel, &args.args)?
     };
-    // Flags over the spec; a base given here is read from where dockyard runs.
-    if let Some(b) = &args.base {
-        spec.image.base = Some(absolute_source(b));
-    }
-    if let Some(p) = &args.prefix {
-        spec.image.prefix = Some(p.clone());
-    }
-    if name.is_some() {
-        spec.image.name = name;
-    }
-    if tag.is_some() {
-        spec.image.tag = tag;
-    }
+    spec.set_overrides(&dockyard_conda::SpecOverrides {
+        base: args.base.clone(),
+        prefix: args.prefix.clone(),
+        image: args.image.clone(),
+    });
     let name = spec
         .image
         .name
@@ -992,19 +980,6 @@ fn build(reg: &RegistryArgs, args: BuildArgs) -> CliResult {
     report_transfer(&built.destination, &built.written);
     out!("{}", built.written.digest);
     Ok(())
-}
-
-/// A transport string with a relative path made absolute (from the
-/// current directory), so the spec's folder does not change its meaning.
-fn absolute_source(source: &str) -> String {
-    for transport in ["docker-archive:", "oci:", "oci-archive:"] {
-        if let Some(rest) = source.strip_prefix(transport) {
-            if let Ok(abs) = std::path::absolute(rest) {
-                return format!("{transport}{}", abs.display());
-            }
-        }
-    }
-    source.to_string()
 }
 
 fn human_size(n: u64) -> String {

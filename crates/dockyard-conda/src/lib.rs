@@ -24,7 +24,7 @@ use rattler_conda_types::{RepoDataRecord, Subdir};
 
 pub use error::{Error, Result};
 pub use layers::EnvLayer;
-pub use spec::{Layering, Spec};
+pub use spec::{Layering, Spec, SpecOverrides};
 
 /// How to build.
 #[derive(Clone, Debug, Default)]

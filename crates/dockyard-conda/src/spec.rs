@@ -107,6 +107,30 @@ struct RawSpec {
     variables: Option<BTreeMap<String, String>>,
 }
 
+/// Settings over a spec's own: what `build -b/--prefix/-i` give.
+#[derive(Clone, Debug, Default)]
+pub struct SpecOverrides {
+    /// The base (any source dockyard reads); a relative path in it is
+    /// taken from the current directory, not from the spec's folder.
+    pub base: Option<String>,
+    pub prefix: Option<String>,
+    /// `NAME[:TAG]`.
+    pub image: Option<String>,
+}
+
+/// A transport string with a relative path made absolute (from the
+/// current directory), so the spec's folder does not change its meaning.
+fn absolute_source(source: &str) -> String {
+    for transport in ["docker-archive:", "oci:", "oci-archive:"] {
+        if let Some(rest) = source.strip_prefix(transport) {
+            if let Ok(abs) = std::path::absolute(rest) {
+                return format!("{transport}{}", abs.display());
+            }
+        }
+    }
+    source.to_string()
+}
+
 /// A parsed, checked spec.
 #[derive(Clone, Debug)]
 pub struct Spec {
@@ -266,6 +290,26 @@ impl Spec {
             "image": image,
         });
         dockyard_image::Digest::sha256_of(content.to_string().as_bytes()).to_string()
+    }
+
+    /// Settings given beside the spec (command-line flags, keyword
+    /// arguments), over its own.
+    pub fn set_overrides(&mut self, o: &SpecOverrides) {
+        if let Some(base) = &o.base {
+            self.image.base = Some(absolute_source(base));
+        }
+        if let Some(prefix) = &o.prefix {
+            self.image.prefix = Some(prefix.clone());
+        }
+        if let Some(image) = &o.image {
+            match image.rsplit_once(':') {
+                Some((name, tag)) if !tag.contains('/') => {
+                    self.image.name = Some(name.to_string());
+                    self.image.tag = Some(tag.to_string());
+                }
+                _ => self.image.name = Some(image.clone()),
+            }
+        }
     }
 
     /// The folder relative paths in the spec start from.

@@ -430,13 +430,21 @@ def pull(reference: str, platform: Optional[str] = None) -> Image:
     return Image(_client().pull(reference, platform), name, tag)
 
 
-def build(spec: Union[str, os.PathLike], output: Optional[str] = None, *, locked: bool = False,
-          offline: bool = False, sbom: Optional[Union[str, os.PathLike]] = None,
-          platform: Optional[str] = None) -> Image:
+def build(spec: Optional[Union[str, os.PathLike]] = None, output: Optional[str] = None, *,
+          locked: bool = False, offline: bool = False,
+          sbom: Optional[Union[str, os.PathLike]] = None, platform: Optional[str] = None,
+          packages: Optional[List[str]] = None, channels: Optional[List[str]] = None,
+          base: Optional[str] = None, prefix: Optional[str] = None,
+          image: Optional[str] = None) -> Image:
     """Build a conda environment spec (environment.yml + ``image:``) into
-    an image, written to ``output`` (any destination) or to the store."""
-    native = _client().build(os.fspath(spec), output, locked, offline,
-                             os.fspath(sbom) if sbom is not None else None, platform)
+    an image, written to ``output`` (any destination) or to the store.
+    Without a spec file, ``packages`` (conda match specs) from ``channels``
+    make one, as conda-docker's ``build -b BASE -i IMAGE PACKAGE...`` did;
+    ``base``, ``prefix`` and ``image`` (``NAME[:TAG]``) go over the spec's."""
+    native = _client().build(os.fspath(spec) if spec is not None else None, output, locked,
+                             offline, os.fspath(sbom) if sbom is not None else None, platform,
+                             packages=packages, channels=channels, base=base, prefix=prefix,
+                             image=image)
     return Image(native)
 
 

@@ -82,10 +82,16 @@ class Client:
     def archive_images(self, path: Union[str, PathLike[str]]) -> List[Tuple[Image, Optional[str]]]: ...
     def build(
         self,
-        spec: Union[str, PathLike[str]],
+        spec: Optional[Union[str, PathLike[str]]] = None,
         output: Optional[str] = None,
         locked: bool = False,
         offline: bool = False,
         sbom: Optional[Union[str, PathLike[str]]] = None,
         platform: Optional[str] = None,
+        *,
+        packages: Optional[List[str]] = None,
+        channels: Optional[List[str]] = None,
+        base: Optional[str] = None,
+        prefix: Optional[str] = None,
+        image: Optional[str] = None,
     ) -> Image: ...
