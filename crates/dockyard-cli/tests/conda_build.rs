@@ -752,3 +752,38 @@ fn build_takes_every_source_and_destination_copy_takes() {
     assert!(err.contains("dockr://x: unknown transport"), "{err}");
     assert!(!err.contains("built "), "nothing was built: {err}");
 }
+
+/// On a terminal the build draws a spinner while it solves and the
+/// installer's bars while it installs; on a pipe, neither.
+#[test]
+fn progress_is_drawn_on_a_terminal_only() {
+    let Some(fx) = Fx::new() else { return };
+    if !dockyard_testsupport::require_tool("script") {
+        return;
+    }
+    let spec = fx.spec("env.yml", SPEC);
+    // util-linux's script runs the build on a pseudo-terminal and copies
+    // what it draws to its stdout.
+    let command = format!(
+        "{} build env.yml -o tty.tar",
+        assert_cmd::cargo::cargo_bin("dockyard").display()
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env("DOCKYARD_CACHE", fx.path("tty-cache"))
+        .env_remove("CI")
+        .current_dir(fx.tmp.path())
+        .output()
+        .unwrap();
+    let drawn = text(&out.stdout);
+    assert!(out.status.success(), "{drawn}");
+    assert!(
+        drawn.contains("solving 3 dependencies from ./channel"),
+        "{drawn}"
+    );
+    assert!(drawn.contains("installing packages"), "{drawn}");
+    // The same build on a pipe: the log lines only.
+    let piped = fx.ok(&["build", &spec, "-o", "pipe.tar"]);
+    let log = text(&piped.stderr);
+    assert!(!log.contains("solving") && !log.contains('\u{1b}'), "{log}");
+}

@@ -229,14 +229,29 @@ pub fn build(dy: &Dockyard, spec: &Spec, opts: &BuildOptions) -> Result<Built> {
     let records = if opts.locked {
         lock::locked_records(spec, &recording, subdir, &virtual_packages)?
     } else {
-        dy.block_on(environment::solve(
+        // On a terminal, a spinner while the channels are read and solved
+        // (the installer draws its own bars after).
+        let spinner = opts.progress_bars.then(|| {
+            let s = indicatif::ProgressBar::new_spinner().with_message(format!(
+                "solving {} dependencies from {}",
+                spec.dependencies.len(),
+                spec.channels.join(", ")
+            ));
+            s.enable_steady_tick(std::time::Duration::from_millis(100));
+            s
+        });
+        let solved = dy.block_on(environment::solve(
             spec,
             subdir,
             virtual_packages,
             &cache,
             &client,
             opts.offline,
-        ))??
+        ));
+        if let Some(s) = spinner {
+            s.finish_and_clear();
+        }
+        solved??
     };
     let lock_text = lock::render(spec, &recording, subdir, &virtual_names, &records)?;
     let lock_digest = dockyard_image::Digest::sha256_of(lock_text.as_bytes());
