@@ -14,6 +14,7 @@ use dockyard_testsupport::conda_channel::{
     example_channel, example_packages, Channel, PackageFile,
 };
 use dockyard_testsupport::{busybox_rootfs, require_tool};
+use dockyard_testsupport::{config_diff_ids as diff_ids, config_layer_history as history};
 use serde_json::Value;
 
 fn text(b: &[u8]) -> String {
@@ -71,25 +72,6 @@ impl Fx {
         ]);
         Some("docker-archive:busybox.tar".into())
     }
-}
-
-fn diff_ids(config: &Value) -> Vec<String> {
-    config["rootfs"]["diff_ids"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|d| d.as_str().map(str::to_string))
-        .collect()
-}
-
-fn history(config: &Value) -> Vec<String> {
-    config["history"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|h| h["empty_layer"] != Value::Bool(true))
-        .filter_map(|h| h["created_by"].as_str().map(str::to_string))
-        .collect()
 }
 
 /// `python3 -m http.server` serving `dir` on a free loopback port.

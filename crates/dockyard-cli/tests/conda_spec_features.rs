@@ -18,6 +18,7 @@ use assert_cmd::Command;
 use dockyard_testsupport::conda_channel::{
     example_channel, Channel, PackageFile, PackageSpec, FIXED_TIMESTAMP_MS,
 };
+use dockyard_testsupport::{config_diff_ids as diff_ids, config_layer_history as layer_history};
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
 
@@ -120,26 +121,6 @@ fn is_sha256_digest(s: &str) -> bool {
             && h.bytes()
                 .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
     })
-}
-
-fn diff_ids(config: &Value) -> Vec<String> {
-    config["rootfs"]["diff_ids"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|d| d.as_str().map(str::to_string))
-        .collect()
-}
-
-/// The `created_by` of every history entry that made a layer.
-fn layer_history(config: &Value) -> Vec<String> {
-    config["history"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|h| h["empty_layer"] != Value::Bool(true))
-        .filter_map(|h| h["created_by"].as_str().map(str::to_string))
-        .collect()
 }
 
 fn labels(config: &Value) -> (String, String) {

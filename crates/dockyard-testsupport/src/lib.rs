@@ -158,3 +158,30 @@ impl Drop for Dockerd {
         let _ = self.child.wait();
     }
 }
+
+/// The `rootfs.diff_ids` of an image config, in order.
+pub fn config_diff_ids(config: &serde_json::Value) -> Vec<String> {
+    config["rootfs"]["diff_ids"]
+        .as_array()
+        .map(|ids| {
+            ids.iter()
+                .filter_map(|d| d.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The `created_by` of every history entry of an image config that made a
+/// layer (empty-layer entries left out).
+pub fn config_layer_history(config: &serde_json::Value) -> Vec<String> {
+    config["history"]
+        .as_array()
+        .map(|entries| {
+            entries
+                .iter()
+                .filter(|h| h["empty_layer"] != serde_json::Value::Bool(true))
+                .filter_map(|h| h["created_by"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
